@@ -60,17 +60,18 @@ inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthentica
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
-template <typename T>
+// E is the error type: Status by default; layers with richer errors (the API's
+// problem codes) use their own E with the same shape.
+template <typename T, typename E = Status>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
-    assert(!std::get<Status>(v_).ok());
-  }
+  Result(E error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }
-  // The error; Status::Ok() when a value is held.
-  Status status() const { return ok() ? Status() : std::get<Status>(v_); }
+  // The error; a default-constructed E (Status::Ok()) when a value is held.
+  E status() const { return ok() ? E() : std::get<E>(v_); }
+  const E& error() const { return std::get<E>(v_); }
 
   T& value() & { return std::get<T>(v_); }
   const T& value() const& { return std::get<T>(v_); }
@@ -81,7 +82,7 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
-  std::variant<T, Status> v_;
+  std::variant<T, E> v_;
 };
 
 }  // namespace otp
