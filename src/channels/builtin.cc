@@ -1,0 +1,10 @@
+#include "channels/log/log_channel.h"
+#include "service/channel.h"
+
+namespace otpd {
+
+void RegisterBuiltinChannels(ChannelRegistry& registry) {
+  registry.Register("log", NewLogChannel);
+}
+
+}  // namespace otpd

@@ -1,0 +1,107 @@
+#include "service/apps.h"
+
+#include <charconv>
+
+#include "otp/crypto.h"
+#include "service/secrets.h"
+
+namespace otpd {
+
+bool IsKnownChannel(std::string_view channel) {
+  for (std::string_view c : {"sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"}) {
+    if (c == channel) return true;
+  }
+  return false;
+}
+
+Status ValidateAppSettings(const AppSettings& s) {
+  if (s.workflow.empty() || s.workflow.size() > 10) {
+    return otp::InvalidArgument("workflow: 1 to 10 steps");
+  }
+  for (const WorkflowStep& step : s.workflow) {
+    if (!IsKnownChannel(step.channel)) {
+      return otp::InvalidArgument("workflow: unknown channel '" + step.channel + "'");
+    }
+    if (step.timeout_s < 1 || step.timeout_s > 86400) {
+      return otp::InvalidArgument("workflow: timeout_s must be 1..86400");
+    }
+  }
+  if (s.code_length < 4 || s.code_length > 10) return otp::InvalidArgument("code_length: 4..10");
+  if (s.ttl_s < 60 || s.ttl_s > 86400) return otp::InvalidArgument("ttl: 60..86400 seconds");
+  if (s.max_checks < 1 || s.max_checks > 20) return otp::InvalidArgument("max_checks: 1..20");
+  if (s.max_sends < 1 || s.max_sends > 20) return otp::InvalidArgument("max_sends: 1..20");
+  if (s.resend_cooldown_s < 0 || s.resend_cooldown_s > 3600) {
+    return otp::InvalidArgument("resend_cooldown: 0..3600 seconds");
+  }
+  if (s.starts_per_recipient < 1) return otp::InvalidArgument("starts_per_recipient: >= 1");
+  if (!s.webhook_url.empty() && s.webhook_url.rfind("https://", 0) != 0 &&
+      s.webhook_url.rfind("http://", 0) != 0) {
+    return otp::InvalidArgument("webhook_url: must be an http(s) URL");
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<WorkflowStep>> ParseWorkflowSpec(std::string_view spec) {
+  std::vector<WorkflowStep> steps;
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    auto end = spec.find(',', start);
+    if (end == std::string_view::npos) end = spec.size();
+    std::string_view item = spec.substr(start, end - start);
+    WorkflowStep step;
+    const auto colon = item.find(':');
+    step.channel = std::string(item.substr(0, colon));
+    if (colon != std::string_view::npos) {
+      std::string_view t = item.substr(colon + 1);
+      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), step.timeout_s);
+      if (ec != std::errc() || p != t.data() + t.size()) {
+        return otp::InvalidArgument("workflow: bad timeout in '" + std::string(item) + "'");
+      }
+    }
+    if (!IsKnownChannel(step.channel)) {
+      return otp::InvalidArgument("workflow: unknown channel '" + step.channel + "'");
+    }
+    steps.push_back(std::move(step));
+    start = end + 1;
+  }
+  return steps;
+}
+
+Result<NewApp> AppService::Create(const std::string& name, const AppSettings& settings) {
+  if (name.empty() || name.size() > 64) return otp::InvalidArgument("name: 1..64 characters");
+  OTP_RETURN_IF_ERROR(ValidateAppSettings(settings));
+  NewApp out;
+  out.app.id = "app_" + otp::RandomHex(random_, 12);
+  out.app.name = name;
+  out.app.settings = settings;
+  out.app.webhook_secret = "whsec_" + otp::Base64Encode(otp::RandomBytes(random_, 32));
+  out.app.created_at = out.app.updated_at = clock_.Now();
+  OTP_RETURN_IF_ERROR(store_.CreateApp(out.app));
+  auto key = CreateKey(out.app.id);
+  if (!key.ok()) return key.status();
+  out.key_id = key->key_id;
+  out.api_key = key->api_key;
+  return out;
+}
+
+Result<NewKey> AppService::CreateKey(const std::string& app_id) {
+  auto app = store_.GetApp(app_id);
+  if (!app.ok()) return app.status();
+  NewKey out;
+  out.key_id = "key_" + otp::RandomHex(random_, 8);
+  out.api_key = "otpd_" + otp::RandomBase64Url(random_, 32);
+  ApiKey record{out.key_id, app->id, HashApiKey(out.api_key), clock_.Now(), std::nullopt};
+  OTP_RETURN_IF_ERROR(store_.CreateKey(record));
+  return out;
+}
+
+Status AppService::RevokeKey(const std::string& key_id) {
+  return store_.RevokeKey(key_id, clock_.Now());
+}
+
+Result<App> AppService::Authenticate(std::string_view api_key) {
+  if (api_key.empty() || api_key.size() > 128) return otp::NotFound("unknown key");
+  return store_.AppForKeyHash(HashApiKey(api_key));
+}
+
+}  // namespace otpd

@@ -1,0 +1,52 @@
+// Apps (tenants) and their API keys (SPEC §3).
+//
+// Keys are 256 random bits, shown once; the store keeps only their SHA-256.
+// Thread-safe.
+#pragma once
+
+#include <string>
+
+#include "otp/clock.h"
+#include "otp/random.h"
+#include "store/store.h"
+
+namespace otpd {
+
+struct NewApp {
+  App app;
+  std::string key_id;
+  std::string api_key;  // shown once
+};
+
+struct NewKey {
+  std::string key_id;
+  std::string api_key;  // shown once
+};
+
+class AppService {
+ public:
+  AppService(Store& store, otp::Clock& clock, otp::Random& random)
+      : store_(store), clock_(clock), random_(random) {}
+
+  // Validates `settings` (InvalidArgument names the field), creates the app and
+  // its first key. AlreadyExists when the name is taken.
+  Result<NewApp> Create(const std::string& name, const AppSettings& settings);
+  Result<NewKey> CreateKey(const std::string& app_id);
+  Status RevokeKey(const std::string& key_id);
+  // The app of a bearer key; NotFound for an unknown or revoked key.
+  Result<App> Authenticate(std::string_view api_key);
+
+ private:
+  Store& store_;
+  otp::Clock& clock_;
+  otp::Random& random_;
+};
+
+// Checks ranges and channel names; InvalidArgument names the field.
+Status ValidateAppSettings(const AppSettings& settings);
+// Parses "sms:60,voice:60" (timeout optional, default 60).
+Result<std::vector<WorkflowStep>> ParseWorkflowSpec(std::string_view spec);
+// True for "sms", "voice", "email", "whatsapp", "viber", "push", "flashcall".
+bool IsKnownChannel(std::string_view channel);
+
+}  // namespace otpd

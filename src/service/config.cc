@@ -1,0 +1,129 @@
+#include "service/config.h"
+
+#include <cstdlib>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace otpd {
+
+namespace {
+
+const std::set<std::string> kChannels = {"sms",  "voice", "email",    "whatsapp",
+                                         "viber", "push", "flashcall"};
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+otp::Status Bad(const std::string& what) { return otp::InvalidArgument("config: " + what); }
+
+}  // namespace
+
+Config DefaultConfig() {
+  Config c;
+  ProviderConfig log;
+  log.name = "dev-log";
+  log.type = "log";
+  log.channels = {"sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"};
+  log.options["path"] = "otpd-data/messages.jsonl";
+  c.providers.push_back(std::move(log));
+  return c;
+}
+
+std::string Config::ListenHost() const {
+  if (!listen.empty() && listen.front() == '[') {
+    return listen.substr(1, listen.find(']') - 1);
+  }
+  return listen.substr(0, listen.rfind(':'));
+}
+
+std::uint16_t Config::ListenPort() const {
+  const auto colon = listen.rfind(':');
+  return static_cast<std::uint16_t>(std::atoi(listen.c_str() + colon + 1));
+}
+
+bool Config::ListenIsLoopback() const {
+  const std::string host = ListenHost();
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+otp::Result<Config> LoadConfig(const std::string& path) {
+  Config c = DefaultConfig();
+  if (!path.empty()) {
+    toml::table t;
+    try {
+      t = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      return Bad(path + ": " + std::string(e.description()));
+    }
+    if (auto* server = t["server"].as_table()) {
+      c.listen = (*server)["listen"].value_or(c.listen);
+      c.threads = static_cast<int>((*server)["threads"].value_or(std::int64_t{c.threads}));
+      c.tls_cert = (*server)["tls_cert"].value_or(c.tls_cert);
+      c.tls_key = (*server)["tls_key"].value_or(c.tls_key);
+      const auto body = (*server)["max_body_bytes"].value_or(std::int64_t(c.max_body_bytes));
+      if (body < 1024 || body > 16 * 1024 * 1024) {
+        return Bad("server.max_body_bytes must be 1024..16777216");
+      }
+      c.max_body_bytes = static_cast<std::size_t>(body);
+    }
+    if (auto* store = t["store"].as_table()) c.store_url = (*store)["url"].value_or(c.store_url);
+    if (auto* sec = t["security"].as_table()) {
+      c.master_key_file = (*sec)["master_key_file"].value_or(c.master_key_file);
+    }
+    if (auto* providers = t["provider"].as_array()) {
+      c.providers.clear();
+      std::set<std::string> names;
+      for (auto& node : *providers) {
+        auto* p = node.as_table();
+        if (p == nullptr) return Bad("[[provider]] must be a table");
+        ProviderConfig pc;
+        pc.name = (*p)["name"].value_or(std::string());
+        pc.type = (*p)["type"].value_or(std::string());
+        if (pc.name.empty() || pc.type.empty()) return Bad("every provider needs name and type");
+        if (!names.insert(pc.name).second) return Bad("duplicate provider name " + pc.name);
+        if (auto* chans = (*p)["channels"].as_array()) {
+          for (auto& ch : *chans) {
+            std::string name = ch.value_or(std::string());
+            if (!kChannels.contains(name)) {
+              return Bad("provider " + pc.name + ": unknown channel '" + name + "'");
+            }
+            pc.channels.push_back(name);
+          }
+        }
+        if (pc.channels.empty()) return Bad("provider " + pc.name + ": channels is empty");
+        for (auto&& [k, v] : *p) {
+          const std::string key(k.str());
+          if (key == "name" || key == "type" || key == "channels") continue;
+          if (auto s = v.value<std::string>()) {
+            pc.options[key] = *s;
+          } else {
+            std::ostringstream out;
+            out << v;
+            pc.options[key] = out.str();
+          }
+        }
+        c.providers.push_back(std::move(pc));
+      }
+    }
+  }
+  if (auto v = Env("OTPD_LISTEN"); !v.empty()) c.listen = v;
+  if (auto v = Env("OTPD_STORE_URL"); !v.empty()) c.store_url = v;
+  if (auto v = Env("OTPD_MASTER_KEY_FILE"); !v.empty()) c.master_key_file = v;
+  const auto colon = c.listen.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : c.listen.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535 || c.ListenHost().empty()) {
+    return Bad("server.listen must be HOST:PORT, got '" + c.listen + "'");
+  }
+  return c;
+}
+
+std::string ConfigPathFrom(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  return Env("OTPD_CONFIG");
+}
+
+}  // namespace otpd

@@ -1,0 +1,50 @@
+// otpd's configuration (SPEC §2): TOML file, then environment overrides, with
+// embedded defaults so that no file at all is a working setup.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "otp/status.h"
+
+namespace otpd {
+
+// One [[provider]] block. Keys other than the common ones stay in `options`
+// (as TOML-typed strings) for the provider's own factory to read.
+struct ProviderConfig {
+  std::string name;
+  std::string type;                   // "log", later "smpp", "smtp", "http"
+  std::vector<std::string> channels;  // channels this provider carries
+  std::map<std::string, std::string> options;
+};
+
+struct Config {
+  std::string listen = "127.0.0.1:8080";
+  int threads = 0;  // 0 = one per core
+  std::string tls_cert;
+  std::string tls_key;
+  std::size_t max_body_bytes = 65536;
+  std::string store_url = "sqlite://otpd-data/otpd.db";
+  std::string master_key_file = "otpd-data/master.key";
+  std::vector<ProviderConfig> providers;
+
+  // host and port of `listen`; "[::1]:8080" style accepted for IPv6.
+  std::string ListenHost() const;
+  std::uint16_t ListenPort() const;
+  // True when the listener only accepts loopback connections.
+  bool ListenIsLoopback() const;
+};
+
+// The embedded defaults, including the `dev-log` provider.
+Config DefaultConfig();
+
+// Reads `path` (empty = no file: defaults) and applies OTPD_LISTEN,
+// OTPD_STORE_URL, OTPD_MASTER_KEY_FILE. InvalidArgument names the bad key.
+otp::Result<Config> LoadConfig(const std::string& path);
+
+// The config file to use: `flag` if set, else $OTPD_CONFIG, else "".
+std::string ConfigPathFrom(const std::string& flag);
+
+}  // namespace otpd

@@ -1,0 +1,309 @@
+#include "service/verifications.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "service/messages.h"
+#include "service/recipients.h"
+
+namespace otpd {
+
+using std::chrono::seconds;
+
+namespace {
+
+int CeilSeconds(std::chrono::milliseconds ms) {
+  return static_cast<int>((ms.count() + 999) / 1000);
+}
+
+}  // namespace
+
+VerificationService::VerificationService(Store& store, ProviderSet& providers,
+                                         const Secrets& secrets, otp::Clock& clock,
+                                         otp::Random& random, JobsQueuedHook on_queued)
+    : store_(store),
+      providers_(providers),
+      secrets_(secrets),
+      clock_(clock),
+      random_(random),
+      on_queued_(std::move(on_queued)) {}
+
+ApiError VerificationService::NotPending(const std::string& status) const {
+  ApiError e = MakeError(ApiCode::kVerificationNotPending, "the verification is " + status);
+  e.status = status;
+  return e;
+}
+
+ApiResult<std::string> VerificationService::NormaliseRecipient(const std::string& to,
+                                                               const std::string& channel,
+                                                               std::string* region) const {
+  if (IsPhoneChannel(channel)) {
+    auto phone = ParsePhoneNumber(to);
+    if (!phone.ok()) {
+      return MakeError(ApiCode::kInvalidRecipient,
+                       "channel " + channel + ": " + phone.status().message());
+    }
+    if (region != nullptr) *region = phone->region;
+    return phone->e164;
+  }
+  if (channel == "email") {
+    auto email = ParseEmail(to);
+    if (!email.ok()) {
+      return MakeError(ApiCode::kInvalidRecipient, "channel email: " + email.status().message());
+    }
+    return *email;
+  }
+  return to;  // push: an opaque device or user address
+}
+
+ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRequest& req) {
+  const otp::TimePoint now = clock_.Now();
+
+  // Idempotent replay: the same key and body within 24 h return the first answer.
+  if (!req.idempotency_key.empty()) {
+    auto prior = store_.GetIdempotency(app.id, req.idempotency_key, now - std::chrono::hours(24));
+    if (!prior.ok()) return FromStoreStatus(prior.status());
+    if (prior->has_value()) {
+      const IdempotencyRecord& r = **prior;
+      if (r.body_hash != req.body_hash) {
+        return MakeError(ApiCode::kIdempotencyKeyReused,
+                         "this Idempotency-Key was used with a different body");
+      }
+      return StoredAnswer{r.response_status, r.response};
+    }
+  }
+
+  // The workflow: one pinned channel, the request's, or the app's.
+  std::vector<WorkflowStep> workflow;
+  if (req.channel) {
+    workflow = {{*req.channel, 60, ""}};
+  } else if (req.workflow) {
+    workflow = *req.workflow;
+  } else {
+    workflow = app.settings.workflow;
+  }
+  // The top-level recipient is a number or an address; each step needs one of its kind.
+  const bool to_is_email = req.to.find('@') != std::string::npos;
+  std::string region;
+  auto to = NormaliseRecipient(req.to, to_is_email ? "email" : "sms", &region);
+  if (!to.ok()) return to.error();
+  for (WorkflowStep& step : workflow) {
+    if (!providers_.Carries(step.channel)) {
+      return MakeError(ApiCode::kChannelNotAllowed,
+                       "no provider is configured for channel " + step.channel);
+    }
+    const bool wants_email = step.channel == "email";
+    if (!step.to.empty()) {
+      auto own = NormaliseRecipient(step.to, step.channel, nullptr);
+      if (!own.ok()) return own.error();
+      step.to = *own;
+    } else if ((wants_email && !to_is_email) || (IsPhoneChannel(step.channel) && to_is_email)) {
+      return MakeError(ApiCode::kInvalidRecipient,
+                       "channel " + step.channel + " needs " +
+                           (wants_email ? "an email address" : "a phone number") +
+                           ": give the step its own \"to\"");
+    }
+  }
+
+  // Starts per recipient per window (SECURITY.md 6).
+  const auto window = seconds(app.settings.starts_window_s);
+  auto starts = store_.CountStartsSince(app.id, *to, now - window);
+  if (!starts.ok()) return FromStoreStatus(starts.status());
+  if (*starts >= app.settings.starts_per_recipient) {
+    ApiError e = MakeError(ApiCode::kRateLimited, "too many verifications for this recipient");
+    e.retry_after_s = static_cast<int>(window.count());
+    return e;
+  }
+
+  Verification v;
+  v.id = "ver_" + otp::RandomHex(random_, 12);
+  v.app_id = app.id;
+  v.to = *to;
+  v.workflow = workflow;
+  v.channel = workflow.front().channel;
+  if (req.locale) {
+    v.locale = SupportedLocale(*req.locale);
+  } else {
+    v.locale = LocaleForRegion(region);
+  }
+  const int length = req.code_length.value_or(app.settings.code_length);
+  const std::string code = otp::RandomNumericCode(random_, length);
+  v.code_hash = secrets_.code_hasher.Hash(v.id, code);
+  auto sealed = secrets_.keyring.Seal(
+      std::span(reinterpret_cast<const std::uint8_t*>(code.data()), code.size()), v.id, random_);
+  if (!sealed.ok()) return MakeError(ApiCode::kInternal, "cannot seal the code");
+  v.code_sealed = *sealed;
+  v.send_count = 1;
+  v.max_checks = app.settings.max_checks;
+  v.max_sends = app.settings.max_sends;
+  v.metadata_json = req.metadata_json;
+  v.created_at = v.updated_at = v.last_sent_at = now;
+  v.expires_at = now + seconds(req.ttl_s.value_or(app.settings.ttl_s));
+
+  Delivery first;
+  first.step = 0;
+  first.channel = workflow.front().channel;
+  first.to = workflow.front().to.empty() ? v.to : workflow.front().to;
+  first.created_at = first.updated_at = now;
+  v.deliveries = {first};
+  Job job;
+  job.verification_id = v.id;
+  job.step = 0;
+  job.advance = true;
+  job.due_at = now;
+
+  StoredAnswer answer{201, VerificationJson(v).dump()};
+  IdempotencyRecord record;
+  if (!req.idempotency_key.empty()) {
+    record = {app.id, req.idempotency_key, req.body_hash, answer.body, 201, now};
+  }
+  Status s = store_.CreateVerification(v, job, req.idempotency_key.empty() ? nullptr : &record);
+  if (s.code() == otp::StatusCode::kAlreadyExists && !req.idempotency_key.empty()) {
+    return Start(app, req);  // a concurrent twin stored the key first: replay its answer
+  }
+  if (!s.ok()) return FromStoreStatus(s);
+  if (on_queued_) on_queued_();
+  return answer;
+}
+
+ApiResult<Verification> VerificationService::Get(const App& app, const std::string& id) {
+  auto v = store_.GetVerification(app.id, id);
+  if (!v.ok()) return FromStoreStatus(v.status());
+  const otp::TimePoint now = clock_.Now();
+  if (v->status == kPending && v->expires_at <= now) {
+    auto t = store_.ExpireIfDue(app.id, id, now);
+    if (!t.ok()) return FromStoreStatus(t.status());
+    v = store_.GetVerification(app.id, id);
+    if (!v.ok()) return FromStoreStatus(v.status());
+  }
+  return std::move(v).value();
+}
+
+ApiResult<CheckAnswer> VerificationService::Check(const App& app, const std::string& id,
+                                                  const std::string& code) {
+  auto v = store_.GetVerification(app.id, id);
+  if (!v.ok()) return FromStoreStatus(v.status());
+  // Constant-time comparison of keyed hashes; the hash is bound to this id, so
+  // another verification's code never matches.
+  const bool correct = secrets_.code_hasher.Matches(v->id, code, v->code_hash);
+  auto t = store_.RecordCheck(app.id, id, correct, clock_.Now());
+  if (!t.ok()) return FromStoreStatus(t.status());
+  if (!t->applied) return NotPending(t->status);
+  return CheckAnswer{id, t->status, correct && t->status == kApproved,
+                     std::max(0, v->max_checks - t->check_count)};
+}
+
+ApiResult<CheckAnswer> VerificationService::CheckByRecipient(const App& app,
+                                                             const std::string& to,
+                                                             const std::string& code) {
+  auto normalised = NormaliseRecipient(to, to.find('@') != std::string::npos ? "email" : "sms",
+                                       nullptr);
+  if (!normalised.ok()) return normalised.error();
+  auto v = store_.NewestPending(app.id, *normalised);
+  if (!v.ok()) {
+    if (v.status().code() == otp::StatusCode::kNotFound) {
+      return MakeError(ApiCode::kNotFound, "no pending verification for this recipient");
+    }
+    return FromStoreStatus(v.status());
+  }
+  return Check(app, v->id, code);
+}
+
+ApiResult<Verification> VerificationService::Resend(const App& app, const std::string& id,
+                                                    const std::optional<std::string>& channel) {
+  auto v = store_.GetVerification(app.id, id);
+  if (!v.ok()) return FromStoreStatus(v.status());
+  const otp::TimePoint now = clock_.Now();
+  const int step_index = std::min<int>(v->current_step, static_cast<int>(v->workflow.size()) - 1);
+  const WorkflowStep& step = v->workflow[static_cast<std::size_t>(step_index)];
+
+  Delivery d;
+  d.step = step_index;
+  d.channel = channel.value_or(step.channel);
+  d.created_at = d.updated_at = now;
+  if (!providers_.Carries(d.channel)) {
+    return MakeError(ApiCode::kChannelNotAllowed,
+                     "no provider is configured for channel " + d.channel);
+  }
+  if (d.channel == step.channel && !step.to.empty()) {
+    d.to = step.to;
+  } else {
+    // Another channel: the verification's own recipient must suit it.
+    for (const WorkflowStep& s : v->workflow) {
+      if (s.channel == d.channel && !s.to.empty()) d.to = s.to;
+    }
+    if (d.to.empty()) {
+      auto to = NormaliseRecipient(v->to, d.channel, nullptr);
+      if (!to.ok()) return to.error();
+      d.to = *to;
+    }
+  }
+  Job job;
+  job.verification_id = v->id;
+  job.step = step_index;
+  job.advance = false;  // a resend repeats the step; it does not move the workflow
+  job.due_at = now;
+  auto t = store_.RecordResend(app.id, id, app.settings.resend_cooldown_s, d, job, now);
+  if (!t.ok()) return FromStoreStatus(t.status());
+  switch (t->refusal) {
+    case Transition::Refusal::kNone:
+      break;
+    case Transition::Refusal::kNotPending:
+      return NotPending(t->status);
+    case Transition::Refusal::kMaxSends:
+      return MakeError(ApiCode::kMaxSendsReached,
+                       "this verification was sent " + std::to_string(t->send_count) + " times");
+    case Transition::Refusal::kCooldown: {
+      ApiError e = MakeError(ApiCode::kRateLimited, "wait before sending this code again");
+      const auto wait = t->last_sent_at + seconds(app.settings.resend_cooldown_s) - now;
+      e.retry_after_s =
+          std::max(1, CeilSeconds(std::chrono::duration_cast<std::chrono::milliseconds>(wait)));
+      return e;
+    }
+  }
+  if (on_queued_) on_queued_();
+  return Get(app, id);
+}
+
+ApiResult<Verification> VerificationService::Cancel(const App& app, const std::string& id) {
+  auto t = store_.Cancel(app.id, id, clock_.Now());
+  if (!t.ok()) return FromStoreStatus(t.status());
+  if (!t->applied) return NotPending(t->status);
+  return Get(app, id);
+}
+
+nlohmann::json VerificationJson(const Verification& v) {
+  using nlohmann::json;
+  json workflow = json::array();
+  for (const WorkflowStep& s : v.workflow) {
+    json step = {{"channel", s.channel}, {"timeout_s", s.timeout_s}};
+    if (!s.to.empty()) step["to"] = s.to;
+    workflow.push_back(std::move(step));
+  }
+  json deliveries = json::array();
+  for (const Delivery& d : v.deliveries) {
+    json dj = {{"channel", d.channel},
+               {"provider", d.provider},
+               {"status", d.status},
+               {"at", otp::FormatRfc3339(d.updated_at)}};
+    deliveries.push_back(std::move(dj));
+  }
+  json metadata = json::parse(v.metadata_json, nullptr, false);
+  if (metadata.is_discarded()) metadata = json::object();
+  return json{{"id", v.id},
+              {"to", v.to},
+              {"status", v.status},
+              {"channel", v.channel},
+              {"locale", v.locale},
+              {"workflow", std::move(workflow)},
+              {"deliveries", std::move(deliveries)},
+              {"send_count", v.send_count},
+              {"check_count", v.check_count},
+              {"max_checks", v.max_checks},
+              {"expires_at", otp::FormatRfc3339(v.expires_at)},
+              {"created_at", otp::FormatRfc3339(v.created_at)},
+              {"updated_at", otp::FormatRfc3339(v.updated_at)},
+              {"metadata", std::move(metadata)}};
+}
+
+}  // namespace otpd

@@ -1,0 +1,81 @@
+// Verifications (SPEC §4.1): start, check, get, resend, cancel.
+//
+// The service decides; the store changes state atomically; the dispatcher
+// sends. Nothing here sends a message or sleeps. Thread-safe: it holds only
+// references to thread-safe collaborators.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "otp/clock.h"
+#include "otp/random.h"
+#include "service/api_error.h"
+#include "service/channel.h"
+#include "service/secrets.h"
+#include "store/store.h"
+
+namespace otpd {
+
+struct StartRequest {
+  std::string to;
+  std::optional<std::string> channel;
+  std::optional<std::vector<WorkflowStep>> workflow;
+  std::optional<std::string> locale;
+  std::optional<int> code_length;
+  std::optional<int> ttl_s;
+  std::string metadata_json = "{}";
+  std::string idempotency_key;  // "" = none
+  std::string body_hash;        // of the request body, for idempotency
+};
+
+// An answer the API sends as is: status and JSON body.
+struct StoredAnswer {
+  int http_status = 201;
+  std::string body;
+};
+
+struct CheckAnswer {
+  std::string id;
+  std::string status;
+  bool valid = false;
+  int remaining_checks = 0;
+};
+
+// Called after a verification is stored with a job due now (wakes the dispatcher).
+using JobsQueuedHook = std::function<void()>;
+
+class VerificationService {
+ public:
+  VerificationService(Store& store, ProviderSet& providers, const Secrets& secrets,
+                      otp::Clock& clock, otp::Random& random, JobsQueuedHook on_queued = {});
+
+  ApiResult<StoredAnswer> Start(const App& app, const StartRequest& request);
+  ApiResult<CheckAnswer> Check(const App& app, const std::string& id, const std::string& code);
+  ApiResult<CheckAnswer> CheckByRecipient(const App& app, const std::string& to,
+                                          const std::string& code);
+  ApiResult<Verification> Get(const App& app, const std::string& id);
+  ApiResult<Verification> Resend(const App& app, const std::string& id,
+                                 const std::optional<std::string>& channel);
+  ApiResult<Verification> Cancel(const App& app, const std::string& id);
+
+ private:
+  ApiResult<std::string> NormaliseRecipient(const std::string& to, const std::string& channel,
+                                            std::string* region) const;
+  ApiError NotPending(const std::string& status) const;
+
+  Store& store_;
+  ProviderSet& providers_;
+  const Secrets& secrets_;
+  otp::Clock& clock_;
+  otp::Random& random_;
+  JobsQueuedHook on_queued_;
+};
+
+// The verification object of SPEC §4.1 (never the code or its hash).
+nlohmann::json VerificationJson(const Verification& v);
+
+}  // namespace otpd

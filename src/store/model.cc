@@ -1,0 +1,77 @@
+#include "store/model.h"
+
+#include <nlohmann/json.hpp>
+
+namespace otpd {
+
+using nlohmann::json;
+
+namespace {
+
+json StepsToJson(const std::vector<WorkflowStep>& workflow) {
+  json steps = json::array();
+  for (const WorkflowStep& s : workflow) {
+    json step = {{"channel", s.channel}, {"timeout_s", s.timeout_s}};
+    if (!s.to.empty()) step["to"] = s.to;
+    steps.push_back(std::move(step));
+  }
+  return steps;
+}
+
+bool StepsFromJson(const json& j, std::vector<WorkflowStep>* workflow) {
+  if (!j.is_array()) return false;
+  std::vector<WorkflowStep> out;
+  for (const json& s : j) {
+    if (!s.is_object()) return false;
+    WorkflowStep step;
+    step.channel = s.value("channel", "");
+    step.timeout_s = s.value("timeout_s", 60);
+    step.to = s.value("to", "");
+    out.push_back(std::move(step));
+  }
+  *workflow = std::move(out);
+  return true;
+}
+
+}  // namespace
+
+std::string WorkflowToJson(const std::vector<WorkflowStep>& workflow) {
+  return StepsToJson(workflow).dump();
+}
+
+bool WorkflowFromJson(const std::string& text, std::vector<WorkflowStep>* workflow) {
+  json j = json::parse(text, nullptr, false);
+  return !j.is_discarded() && StepsFromJson(j, workflow);
+}
+
+std::string AppSettingsToJson(const AppSettings& s) {
+  return json{{"workflow", StepsToJson(s.workflow)},
+              {"code_length", s.code_length},
+              {"ttl_s", s.ttl_s},
+              {"max_checks", s.max_checks},
+              {"max_sends", s.max_sends},
+              {"resend_cooldown_s", s.resend_cooldown_s},
+              {"starts_per_recipient", s.starts_per_recipient},
+              {"starts_window_s", s.starts_window_s},
+              {"webhook_url", s.webhook_url}}
+      .dump();
+}
+
+bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  AppSettings s;
+  if (j.contains("workflow") && !StepsFromJson(j["workflow"], &s.workflow)) return false;
+  s.code_length = j.value("code_length", s.code_length);
+  s.ttl_s = j.value("ttl_s", s.ttl_s);
+  s.max_checks = j.value("max_checks", s.max_checks);
+  s.max_sends = j.value("max_sends", s.max_sends);
+  s.resend_cooldown_s = j.value("resend_cooldown_s", s.resend_cooldown_s);
+  s.starts_per_recipient = j.value("starts_per_recipient", s.starts_per_recipient);
+  s.starts_window_s = j.value("starts_window_s", s.starts_window_s);
+  s.webhook_url = j.value("webhook_url", s.webhook_url);
+  *settings = std::move(s);
+  return true;
+}
+
+}  // namespace otpd

@@ -1,0 +1,143 @@
+// The records otpd keeps: apps, API keys, verifications, deliveries, jobs.
+// Plain values, copied freely; no behaviour beyond (de)serialisation helpers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "otp/clock.h"
+
+namespace otpd {
+
+using otp::TimePoint;
+
+// One step of a verification's delivery workflow.
+struct WorkflowStep {
+  std::string channel;  // "sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"
+  int timeout_s = 60;   // wait this long for approval before the next step fires
+  std::string to;       // this step's own recipient; empty = the verification's `to`
+
+  bool operator==(const WorkflowStep&) const = default;
+};
+
+// Per-app defaults and limits. Every field has a default, so an app created
+// with no options works.
+struct AppSettings {
+  std::vector<WorkflowStep> workflow = {{"sms", 60, ""}};
+  int code_length = 6;          // 4..10
+  int ttl_s = 600;              // 60..86400
+  int max_checks = 5;           // wrong codes before max_checks_reached
+  int max_sends = 5;            // sends (first + resends) per verification
+  int resend_cooldown_s = 30;   // between two sends of one verification
+  int starts_per_recipient = 5;       // starts per recipient per window
+  int starts_window_s = 600;
+  std::string webhook_url;      // empty = none
+
+  bool operator==(const AppSettings&) const = default;
+};
+
+// Serialises settings as a JSON object (the store keeps it as text).
+std::string AppSettingsToJson(const AppSettings& settings);
+// Missing keys keep their defaults; returns false on malformed JSON.
+bool AppSettingsFromJson(const std::string& json, AppSettings* settings);
+std::string WorkflowToJson(const std::vector<WorkflowStep>& workflow);
+bool WorkflowFromJson(const std::string& json, std::vector<WorkflowStep>* workflow);
+
+struct App {
+  std::string id;    // "app_…"
+  std::string name;  // unique
+  AppSettings settings;
+  std::string webhook_secret;  // "whsec_…"
+  TimePoint created_at;
+  TimePoint updated_at;
+};
+
+struct ApiKey {
+  std::string id;        // "key_…"
+  std::string app_id;
+  std::string key_hash;  // hex SHA-256 of the key
+  TimePoint created_at;
+  std::optional<TimePoint> revoked_at;
+};
+
+// Verification statuses (SPEC §4.1).
+inline constexpr const char* kPending = "pending";
+inline constexpr const char* kApproved = "approved";
+inline constexpr const char* kCanceled = "canceled";
+inline constexpr const char* kExpired = "expired";
+inline constexpr const char* kMaxChecksReached = "max_checks_reached";
+inline constexpr const char* kUndeliverable = "undeliverable";
+
+// Delivery statuses (SPEC §4.1).
+inline constexpr const char* kDeliveryQueued = "queued";
+inline constexpr const char* kDeliverySent = "sent";
+inline constexpr const char* kDeliveryDelivered = "delivered";
+inline constexpr const char* kDeliveryUndelivered = "undelivered";
+inline constexpr const char* kDeliveryFailed = "failed";
+inline constexpr const char* kDeliveryCanceled = "canceled";
+
+struct Delivery {
+  std::int64_t id = 0;
+  int step = 0;          // workflow step index (resends repeat a step)
+  std::string channel;
+  std::string to;
+  std::string provider;  // empty while queued
+  std::string status = kDeliveryQueued;
+  std::string provider_message_id;
+  std::string error;     // provider's error text, never a code
+  TimePoint created_at;
+  TimePoint updated_at;
+};
+
+struct Verification {
+  std::string id;  // "ver_…"
+  std::string app_id;
+  std::string to;  // E.164 or email
+  std::string status = kPending;
+  std::string channel;  // channel of the latest step fired or queued
+  std::string locale;
+  std::vector<WorkflowStep> workflow;
+  std::string code_hash;    // keyed hash, bound to the id
+  std::string code_sealed;  // AES-GCM sealed code for (re)sending; cleared once not pending
+  int current_step = 0;
+  int send_count = 0;
+  int check_count = 0;
+  int max_checks = 5;
+  int max_sends = 5;
+  std::string metadata_json = "{}";
+  TimePoint expires_at;
+  TimePoint created_at;
+  TimePoint updated_at;
+  TimePoint last_sent_at;
+  std::vector<Delivery> deliveries;  // oldest first; filled by Get/Find
+};
+
+// A unit of delivery work: send step `step` of a verification. Jobs are claimed
+// with a lease, so a crashed worker's job is taken again after the lease.
+struct Job {
+  std::int64_t id = 0;
+  std::string verification_id;
+  std::int64_t delivery_id = 0;  // the queued delivery this job fills in
+  int step = 0;
+  bool advance = true;  // after sending, schedule the next workflow step
+  TimePoint due_at;
+  int attempts = 0;
+};
+
+// What a conditional state change found, when it could not apply.
+struct StateConflict {
+  std::string status;  // the verification's current status
+};
+
+struct IdempotencyRecord {
+  std::string app_id;
+  std::string key;
+  std::string body_hash;
+  std::string response;  // the first answer's body
+  int response_status = 201;
+  TimePoint created_at;
+};
+
+}  // namespace otpd

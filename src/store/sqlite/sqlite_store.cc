@@ -1,0 +1,749 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "store/sqlite/sqlite_db.h"
+
+namespace otpd {
+namespace {
+
+using sqlite::Db;
+using sqlite::SqliteError;
+using sqlite::Stmt;
+
+std::int64_t Ms(TimePoint t) { return otp::ToUnixMillis(t); }
+TimePoint At(std::int64_t ms) { return otp::FromUnixMillis(ms); }
+
+// Schema versions, applied in order; each runs once, in one transaction.
+const char* const kMigrations[] = {
+    // 1: apps, keys, verifications, deliveries, jobs, idempotency.
+    R"sql(
+CREATE TABLE apps (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  settings TEXT NOT NULL,
+  webhook_secret TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL REFERENCES apps(id),
+  key_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE TABLE verifications (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL REFERENCES apps(id),
+  recipient TEXT NOT NULL,
+  status TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  locale TEXT NOT NULL,
+  workflow TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  code_sealed TEXT,
+  current_step INTEGER NOT NULL,
+  send_count INTEGER NOT NULL,
+  check_count INTEGER NOT NULL,
+  max_checks INTEGER NOT NULL,
+  max_sends INTEGER NOT NULL,
+  metadata TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  last_sent_at INTEGER NOT NULL
+);
+CREATE INDEX verifications_by_recipient ON verifications(app_id, recipient, created_at);
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY,
+  verification_id TEXT NOT NULL REFERENCES verifications(id),
+  step INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  status TEXT NOT NULL,
+  provider_message_id TEXT NOT NULL,
+  error TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_by_verification ON deliveries(verification_id);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  verification_id TEXT NOT NULL REFERENCES verifications(id),
+  delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+  step INTEGER NOT NULL,
+  advance INTEGER NOT NULL,
+  due_at INTEGER NOT NULL,
+  lease_until INTEGER NOT NULL DEFAULT 0,
+  attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_by_due ON jobs(due_at);
+CREATE INDEX jobs_by_verification ON jobs(verification_id);
+CREATE TABLE idempotency_keys (
+  app_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  body_hash TEXT NOT NULL,
+  response TEXT NOT NULL,
+  response_status INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (app_id, key)
+);
+)sql",
+};
+
+constexpr const char* kVerificationColumns =
+    "id, app_id, recipient, status, channel, locale, workflow, code_hash, "
+    "COALESCE(code_sealed, ''), current_step, send_count, check_count, max_checks, max_sends, "
+    "metadata, expires_at, created_at, updated_at, last_sent_at";
+
+Verification ReadVerification(Stmt& s) {
+  Verification v;
+  v.id = s.Text(0);
+  v.app_id = s.Text(1);
+  v.to = s.Text(2);
+  v.status = s.Text(3);
+  v.channel = s.Text(4);
+  v.locale = s.Text(5);
+  WorkflowFromJson(s.Text(6), &v.workflow);
+  v.code_hash = s.Text(7);
+  v.code_sealed = s.Text(8);
+  v.current_step = static_cast<int>(s.Int(9));
+  v.send_count = static_cast<int>(s.Int(10));
+  v.check_count = static_cast<int>(s.Int(11));
+  v.max_checks = static_cast<int>(s.Int(12));
+  v.max_sends = static_cast<int>(s.Int(13));
+  v.metadata_json = s.Text(14);
+  v.expires_at = At(s.Int(15));
+  v.created_at = At(s.Int(16));
+  v.updated_at = At(s.Int(17));
+  v.last_sent_at = At(s.Int(18));
+  return v;
+}
+
+App ReadApp(Stmt& s) {
+  App a;
+  a.id = s.Text(0);
+  a.name = s.Text(1);
+  AppSettingsFromJson(s.Text(2), &a.settings);
+  a.webhook_secret = s.Text(3);
+  a.created_at = At(s.Int(4));
+  a.updated_at = At(s.Int(5));
+  return a;
+}
+
+Status FromException(const SqliteError& e) {
+  if (e.busy()) return otp::Unavailable(e.what());
+  if (e.constraint()) return otp::AlreadyExists(e.what());
+  return otp::Internal(e.what());
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(std::string path) : path_(std::move(path)), writer_db_(path_, false) {
+    writer_db_.Exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
+
+  ~SqliteStore() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    writer_.join();
+  }
+
+  Status Migrate() override {
+    return Write([](Db& db) -> Status {
+      db.Exec(
+          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+          "applied_at INTEGER NOT NULL)");
+      std::int64_t current = 0;
+      {
+        Stmt s = db.Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+        if (s.Step()) current = s.Int(0);
+      }
+      const std::int64_t count = std::size(kMigrations);
+      for (std::int64_t v = current + 1; v <= count; ++v) {
+        db.Exec(kMigrations[v - 1]);
+        db.Prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .BindAll(v, Ms(otp::SystemClock().Now()))
+            .Exec();
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status Ping() override {
+    return Read<int>([](Db& db) -> Result<int> {
+             Stmt s = db.Prepare("SELECT 1");
+             s.Step();
+             return static_cast<int>(s.Int(0));
+           })
+        .status();
+  }
+
+  Status CreateApp(const App& app) override {
+    return Write([&](Db& db) -> Status {
+      db.Prepare(
+            "INSERT INTO apps (id, name, settings, webhook_secret, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)")
+          .BindAll(app.id, app.name, AppSettingsToJson(app.settings), app.webhook_secret,
+                   Ms(app.created_at), Ms(app.updated_at))
+          .Exec();
+      return Status::Ok();
+    });
+  }
+
+  Status UpdateApp(const App& app) override {
+    return Write([&](Db& db) -> Status {
+      const int n = db.Prepare("UPDATE apps SET name = ?, settings = ?, updated_at = ? WHERE id = ?")
+                        .BindAll(app.name, AppSettingsToJson(app.settings), Ms(app.updated_at),
+                                 app.id)
+                        .Exec();
+      return n == 1 ? Status::Ok() : otp::NotFound("no such app");
+    });
+  }
+
+  Result<App> GetApp(std::string_view id_or_name) override {
+    return Read<App>([&](Db& db) -> Result<App> {
+      Stmt s = db.Prepare(
+          "SELECT id, name, settings, webhook_secret, created_at, updated_at FROM apps "
+          "WHERE id = ?1 OR name = ?1");
+      s.Bind(1, id_or_name);
+      if (!s.Step()) return otp::NotFound("no such app");
+      return ReadApp(s);
+    });
+  }
+
+  Result<std::vector<App>> ListApps() override {
+    return Read<std::vector<App>>([&](Db& db) -> Result<std::vector<App>> {
+      Stmt s = db.Prepare(
+          "SELECT id, name, settings, webhook_secret, created_at, updated_at FROM apps "
+          "ORDER BY created_at, id");
+      std::vector<App> apps;
+      while (s.Step()) apps.push_back(ReadApp(s));
+      return apps;
+    });
+  }
+
+  Status CreateKey(const ApiKey& key) override {
+    return Write([&](Db& db) -> Status {
+      db.Prepare("INSERT INTO api_keys (id, app_id, key_hash, created_at) VALUES (?, ?, ?, ?)")
+          .BindAll(key.id, key.app_id, key.key_hash, Ms(key.created_at))
+          .Exec();
+      return Status::Ok();
+    });
+  }
+
+  Status RevokeKey(std::string_view key_id, TimePoint now) override {
+    return Write([&](Db& db) -> Status {
+      const int n =
+          db.Prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+              .BindAll(Ms(now), key_id)
+              .Exec();
+      return n == 1 ? Status::Ok() : otp::NotFound("no such key");
+    });
+  }
+
+  Result<App> AppForKeyHash(std::string_view key_hash) override {
+    return Read<App>([&](Db& db) -> Result<App> {
+      Stmt s = db.Prepare(
+          "SELECT a.id, a.name, a.settings, a.webhook_secret, a.created_at, a.updated_at "
+          "FROM api_keys k JOIN apps a ON a.id = k.app_id "
+          "WHERE k.key_hash = ? AND k.revoked_at IS NULL");
+      s.Bind(1, key_hash);
+      if (!s.Step()) return otp::NotFound("unknown key");
+      return ReadApp(s);
+    });
+  }
+
+  Result<int> CountStartsSince(std::string_view app_id, std::string_view to,
+                               TimePoint since) override {
+    return Read<int>([&](Db& db) -> Result<int> {
+      Stmt s = db.Prepare(
+          "SELECT COUNT(*) FROM verifications WHERE app_id = ? AND recipient = ? AND "
+          "created_at >= ?");
+      s.BindAll(app_id, to, Ms(since));
+      s.Step();
+      return static_cast<int>(s.Int(0));
+    });
+  }
+
+  Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view app_id,
+                                                          std::string_view key,
+                                                          TimePoint not_before) override {
+    using R = std::optional<IdempotencyRecord>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT body_hash, response, response_status, created_at FROM idempotency_keys "
+          "WHERE app_id = ? AND key = ? AND created_at >= ?");
+      s.BindAll(app_id, key, Ms(not_before));
+      if (!s.Step()) return R();
+      IdempotencyRecord r;
+      r.app_id = std::string(app_id);
+      r.key = std::string(key);
+      r.body_hash = s.Text(0);
+      r.response = s.Text(1);
+      r.response_status = static_cast<int>(s.Int(2));
+      r.created_at = At(s.Int(3));
+      return R(std::move(r));
+    });
+  }
+
+  Status CreateVerification(const Verification& v, const Job& first_job,
+                            const IdempotencyRecord* idem) override {
+    return Write([&](Db& db) -> Status {
+      if (idem != nullptr) {
+        // An expired record (older than the replay window) gives way to the new one.
+        db.Prepare("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND created_at < ?")
+            .BindAll(idem->app_id, idem->key, Ms(idem->created_at) - 24LL * 3600 * 1000)
+            .Exec();
+        db.Prepare(
+              "INSERT INTO idempotency_keys (app_id, key, body_hash, response, response_status, "
+              "created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .BindAll(idem->app_id, idem->key, idem->body_hash, idem->response,
+                     idem->response_status, Ms(idem->created_at))
+            .Exec();
+      }
+      db.Prepare(
+            "INSERT INTO verifications (id, app_id, recipient, status, channel, locale, workflow, "
+            "code_hash, code_sealed, current_step, send_count, check_count, max_checks, "
+            "max_sends, metadata, expires_at, created_at, updated_at, last_sent_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          .BindAll(v.id, v.app_id, v.to, v.status, v.channel, v.locale, WorkflowToJson(v.workflow),
+                   v.code_hash, v.code_sealed, v.current_step, v.send_count, v.check_count,
+                   v.max_checks, v.max_sends, v.metadata_json, Ms(v.expires_at),
+                   Ms(v.created_at), Ms(v.updated_at), Ms(v.last_sent_at))
+          .Exec();
+      for (const Delivery& d : v.deliveries) {
+        const std::int64_t delivery_id = InsertDelivery(db, v.id, d);
+        Job job = first_job;
+        job.delivery_id = delivery_id;
+        InsertJob(db, job);
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<Verification> GetVerification(std::string_view app_id, std::string_view id) override {
+    return Read<Verification>([&](Db& db) -> Result<Verification> {
+      ReadTxn txn(db);
+      Stmt s = db.Prepare(std::string("SELECT ") + kVerificationColumns +
+                          " FROM verifications WHERE id = ?1 AND (?2 = '' OR app_id = ?2)");
+      s.BindAll(id, app_id);
+      if (!s.Step()) return otp::NotFound("no such verification");
+      Verification v = ReadVerification(s);
+      LoadDeliveries(db, &v);
+      return v;
+    });
+  }
+
+  Result<Verification> NewestPending(std::string_view app_id, std::string_view to) override {
+    return Read<Verification>([&](Db& db) -> Result<Verification> {
+      ReadTxn txn(db);
+      Stmt s = db.Prepare(std::string("SELECT ") + kVerificationColumns +
+                          " FROM verifications WHERE app_id = ? AND recipient = ? AND "
+                          "status = 'pending' ORDER BY created_at DESC, rowid DESC LIMIT 1");
+      s.BindAll(app_id, to);
+      if (!s.Step()) return otp::NotFound("no pending verification");
+      Verification v = ReadVerification(s);
+      LoadDeliveries(db, &v);
+      return v;
+    });
+  }
+
+  Result<Transition> RecordCheck(std::string_view app_id, std::string_view id, bool correct,
+                                 TimePoint now) override {
+    return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
+      Stmt s = db.Prepare(
+          "UPDATE verifications SET check_count = check_count + 1, "
+          "status = CASE WHEN ?1 THEN 'approved' "
+          "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
+          "updated_at = ?2 "
+          "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2 "
+          "RETURNING status, check_count, send_count");
+      s.BindAll(correct, Ms(now), id, app_id);
+      if (s.Step()) {
+        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)), {}};
+        while (s.Step()) {
+        }
+        if (t.status != kPending) LeavePending(db, id, now);
+        return t;
+      }
+      return Refused(db, app_id, id, now);
+    });
+  }
+
+  Result<Transition> RecordResend(std::string_view app_id, std::string_view id, int cooldown_s,
+                                  const Delivery& delivery, const Job& job,
+                                  TimePoint now) override {
+    return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
+      Stmt s = db.Prepare(
+          "UPDATE verifications SET send_count = send_count + 1, last_sent_at = ?1, "
+          "channel = ?2, updated_at = ?1 "
+          "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?1 "
+          "AND send_count < max_sends AND last_sent_at <= ?5 "
+          "RETURNING status, check_count, send_count, last_sent_at");
+      s.BindAll(Ms(now), delivery.channel, id, app_id, Ms(now) - cooldown_s * 1000LL);
+      if (s.Step()) {
+        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)), At(s.Int(3))};
+        while (s.Step()) {
+        }
+        Job j = job;
+        j.delivery_id = InsertDelivery(db, id, delivery);
+        InsertJob(db, j);
+        return t;
+      }
+      Result<Transition> r = Refused(db, app_id, id, now);
+      if (!r.ok() || r->refusal != Transition::Refusal::kNone) return r;
+      Stmt c = db.Prepare(
+          "SELECT send_count, max_sends, last_sent_at FROM verifications WHERE id = ?");
+      c.Bind(1, id);
+      c.Step();
+      Transition t = *r;
+      t.last_sent_at = At(c.Int(2));
+      t.refusal = c.Int(0) >= c.Int(1) ? Transition::Refusal::kMaxSends
+                                       : Transition::Refusal::kCooldown;
+      return t;
+    });
+  }
+
+  Result<Transition> Cancel(std::string_view app_id, std::string_view id, TimePoint now) override {
+    return SetStatusIf(app_id, id, now, kCanceled, "expires_at > ?2");
+  }
+
+  Result<Transition> ExpireIfDue(std::string_view app_id, std::string_view id,
+                                 TimePoint now) override {
+    return SetStatusIf(app_id, id, now, kExpired, "expires_at <= ?2");
+  }
+
+  Result<std::vector<Job>> ClaimJobs(TimePoint now, TimePoint lease_until, int limit) override {
+    return WriteResult<std::vector<Job>>([&](Db& db) -> Result<std::vector<Job>> {
+      Stmt s = db.Prepare(
+          "UPDATE jobs SET lease_until = ?1, attempts = attempts + 1 WHERE id IN ("
+          "  SELECT id FROM jobs WHERE due_at <= ?2 AND lease_until <= ?2 "
+          "  ORDER BY due_at LIMIT ?3) "
+          "RETURNING id, verification_id, delivery_id, step, advance, due_at, attempts");
+      s.BindAll(Ms(lease_until), Ms(now), limit);
+      std::vector<Job> jobs;
+      while (s.Step()) {
+        Job j;
+        j.id = s.Int(0);
+        j.verification_id = s.Text(1);
+        j.delivery_id = s.Int(2);
+        j.step = static_cast<int>(s.Int(3));
+        j.advance = s.Int(4) != 0;
+        j.due_at = At(s.Int(5));
+        j.attempts = static_cast<int>(s.Int(6));
+        jobs.push_back(std::move(j));
+      }
+      return jobs;
+    });
+  }
+
+  Result<std::optional<TimePoint>> NextJobDue() override {
+    using R = std::optional<TimePoint>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare("SELECT MIN(MAX(due_at, lease_until)) FROM jobs");
+      if (!s.Step() || s.IsNull(0)) return R();
+      return R(At(s.Int(0)));
+    });
+  }
+
+  Status FinishJob(const JobOutcome& o) override {
+    return Write([&](Db& db) -> Status {
+      db.Prepare("DELETE FROM jobs WHERE id = ?").Bind(1, o.job.id).Exec();
+      db.Prepare(
+            "UPDATE deliveries SET provider = ?, status = ?, provider_message_id = ?, error = ?, "
+            "updated_at = ? WHERE id = ?")
+          .BindAll(o.provider, o.delivery_status, o.provider_message_id, o.error, Ms(o.at),
+                   o.job.delivery_id)
+          .Exec();
+      if (o.next && o.next_delivery) {
+        // Only while still pending: a verification that left pending fires nothing more.
+        Stmt s = db.Prepare(
+            "UPDATE verifications SET current_step = ?1, updated_at = ?2 "
+            "WHERE id = ?3 AND status = 'pending' RETURNING id");
+        s.BindAll(o.next->step, Ms(o.at), o.job.verification_id);
+        const bool pending = s.Step();
+        while (s.Step()) {
+        }
+        if (pending) {
+          Job j = *o.next;
+          j.delivery_id = InsertDelivery(db, o.job.verification_id, *o.next_delivery);
+          InsertJob(db, j);
+        }
+      }
+      if (o.undeliverable) {
+        const int n =
+            db.Prepare(
+                  "UPDATE verifications SET status = 'undeliverable', updated_at = ?1 "
+                  "WHERE id = ?2 AND status = 'pending'")
+                .BindAll(Ms(o.at), o.job.verification_id)
+                .Exec();
+        if (n == 1) LeavePending(db, o.job.verification_id, o.at);
+      }
+      return Status::Ok();
+    });
+  }
+
+ private:
+  struct WriteOp {
+    std::function<Status(Db&)> fn;
+    std::promise<Status> done;
+  };
+
+  // A read transaction, so that multi-statement reads see one snapshot.
+  class ReadTxn {
+   public:
+    explicit ReadTxn(Db& db) : db_(db) { db_.Exec("BEGIN"); }
+    ~ReadTxn() {
+      try {
+        db_.Exec("COMMIT");
+      } catch (const SqliteError&) {
+      }
+    }
+    ReadTxn(const ReadTxn&) = delete;
+    ReadTxn& operator=(const ReadTxn&) = delete;
+
+   private:
+    Db& db_;
+  };
+
+  static std::int64_t InsertDelivery(Db& db, std::string_view verification_id,
+                                     const Delivery& d) {
+    db.Prepare(
+          "INSERT INTO deliveries (verification_id, step, channel, recipient, provider, status, "
+          "provider_message_id, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .BindAll(verification_id, d.step, d.channel, d.to, d.provider, d.status,
+                 d.provider_message_id, d.error, Ms(d.created_at), Ms(d.updated_at))
+        .Exec();
+    return db.LastInsertId();
+  }
+
+  static void InsertJob(Db& db, const Job& j) {
+    db.Prepare(
+          "INSERT INTO jobs (verification_id, delivery_id, step, advance, due_at) "
+          "VALUES (?, ?, ?, ?, ?)")
+        .BindAll(j.verification_id, j.delivery_id, j.step, j.advance, Ms(j.due_at))
+        .Exec();
+  }
+
+  // A verification has just left pending: nothing more is sent and the sealed
+  // code is wiped; only the keyed hash remains.
+  static void LeavePending(Db& db, std::string_view id, TimePoint now) {
+    db.Prepare("DELETE FROM jobs WHERE verification_id = ?").Bind(1, id).Exec();
+    db.Prepare(
+          "UPDATE deliveries SET status = 'canceled', updated_at = ? "
+          "WHERE verification_id = ? AND status = 'queued'")
+        .BindAll(Ms(now), id)
+        .Exec();
+    db.Prepare("UPDATE verifications SET code_sealed = NULL WHERE id = ?").Bind(1, id).Exec();
+  }
+
+  // Why a conditional change did not apply: NotFound, or the current status
+  // (expiring an overdue pending verification on the way).
+  static Result<Transition> Refused(Db& db, std::string_view app_id, std::string_view id,
+                                    TimePoint now) {
+    Stmt s = db.Prepare(
+        "SELECT status, check_count, send_count, expires_at, last_sent_at FROM verifications "
+        "WHERE id = ? AND app_id = ?");
+    s.BindAll(id, app_id);
+    if (!s.Step()) return otp::NotFound("no such verification");
+    Transition t{false, Transition::Refusal::kNotPending, s.Text(0), static_cast<int>(s.Int(1)),
+                 static_cast<int>(s.Int(2)), At(s.Int(4))};
+    const bool overdue = t.status == kPending && s.Int(3) <= Ms(now);
+    while (s.Step()) {
+    }
+    if (overdue) {
+      db.Prepare("UPDATE verifications SET status = 'expired', updated_at = ? WHERE id = ?")
+          .BindAll(Ms(now), id)
+          .Exec();
+      LeavePending(db, id, now);
+      t.status = kExpired;
+    }
+    if (t.status == kPending) t.refusal = Transition::Refusal::kNone;
+    return t;
+  }
+
+  Result<Transition> SetStatusIf(std::string_view app_id, std::string_view id, TimePoint now,
+                                 const char* status, const char* condition) {
+    return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
+      Stmt s = db.Prepare(std::string("UPDATE verifications SET status = ?1, updated_at = ?2 "
+                                      "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND ") +
+                          condition + " RETURNING status, check_count, send_count");
+      s.BindAll(status, Ms(now), id, app_id);
+      if (s.Step()) {
+        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)), {}};
+        while (s.Step()) {
+        }
+        LeavePending(db, id, now);
+        return t;
+      }
+      return Refused(db, app_id, id, now);
+    });
+  }
+
+  // Runs `fn` on the writer thread inside the current batch's transaction and
+  // returns once the batch is committed.
+  Status Write(std::function<Status(Db&)> fn) {
+    auto op = std::make_shared<WriteOp>();
+    op->fn = std::move(fn);
+    std::future<Status> done = op->done.get_future();
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(op);
+    }
+    cv_.notify_one();
+    return done.get();
+  }
+
+  template <typename T>
+  Result<T> WriteResult(std::function<Result<T>(Db&)> fn) {
+    std::optional<Result<T>> out;
+    Status s = Write([&](Db& db) -> Status {
+      out.emplace(fn(db));
+      // A refused change writes nothing of its own, but may have expired the
+      // verification on the way: keep that.
+      return out->ok() ? Status::Ok() : out->status();
+    });
+    if (!s.ok()) return s;
+    return std::move(*out);
+  }
+
+  void WriterLoop() {
+    constexpr std::size_t kMaxBatch = 256;
+    for (;;) {
+      std::vector<std::shared_ptr<WriteOp>> batch;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping, and everything was written
+        while (!queue_.empty() && batch.size() < kMaxBatch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      RunBatch(batch);
+    }
+  }
+
+  void RunBatch(std::vector<std::shared_ptr<WriteOp>>& batch) {
+    std::vector<Status> results(batch.size());
+    try {
+      writer_db_.Exec("BEGIN IMMEDIATE");
+    } catch (const SqliteError& e) {
+      for (auto& op : batch) op->done.set_value(FromException(e));
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      try {
+        writer_db_.Exec("SAVEPOINT op");
+        try {
+          results[i] = batch[i]->fn(writer_db_);
+        } catch (const SqliteError& e) {
+          results[i] = FromException(e);
+        } catch (const std::exception& e) {
+          results[i] = otp::Internal(e.what());
+        }
+        if (!results[i].ok()) writer_db_.Exec("ROLLBACK TO op");
+        writer_db_.Exec("RELEASE op");
+      } catch (const SqliteError& e) {
+        results[i] = FromException(e);
+      }
+    }
+    try {
+      writer_db_.Exec("COMMIT");
+    } catch (const SqliteError& e) {
+      try {
+        writer_db_.Exec("ROLLBACK");
+      } catch (const SqliteError&) {
+      }
+      for (auto& op : batch) op->done.set_value(otp::Unavailable(e.what()));
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
+  }
+
+  // Runs `fn` on a pooled read connection.
+  template <typename T, typename F>
+  Result<T> Read(F&& fn) {
+    std::unique_ptr<Db> db;
+    {
+      std::lock_guard lock(readers_mu_);
+      if (!readers_.empty()) {
+        db = std::move(readers_.back());
+        readers_.pop_back();
+      }
+    }
+    try {
+      if (!db) {
+        db = std::make_unique<Db>(path_, false);
+        db->Exec("PRAGMA query_only=ON;");
+      }
+      Result<T> r = fn(*db);
+      std::lock_guard lock(readers_mu_);
+      readers_.push_back(std::move(db));
+      return r;
+    } catch (const SqliteError& e) {
+      return FromException(e);  // the connection is dropped, a fresh one comes next time
+    }
+  }
+
+  static void LoadDeliveries(Db& db, Verification* v) {
+    Stmt s = db.Prepare(
+        "SELECT id, step, channel, recipient, provider, status, provider_message_id, error, "
+        "created_at, updated_at FROM deliveries WHERE verification_id = ? ORDER BY id");
+    s.Bind(1, v->id);
+    while (s.Step()) {
+      Delivery d;
+      d.id = s.Int(0);
+      d.step = static_cast<int>(s.Int(1));
+      d.channel = s.Text(2);
+      d.to = s.Text(3);
+      d.provider = s.Text(4);
+      d.status = s.Text(5);
+      d.provider_message_id = s.Text(6);
+      d.error = s.Text(7);
+      d.created_at = At(s.Int(8));
+      d.updated_at = At(s.Int(9));
+      v->deliveries.push_back(std::move(d));
+    }
+  }
+
+  const std::string path_;
+  Db writer_db_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<WriteOp>> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<Db>> readers_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  try {
+    return std::unique_ptr<Store>(new SqliteStore(path));
+  } catch (const SqliteError& e) {
+    return otp::Unavailable(e.what());
+  }
+}
+
+}  // namespace otpd

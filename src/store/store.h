@@ -1,0 +1,115 @@
+// Store: everything otpd keeps, behind one interface.
+//
+// Backends: SQLite (src/store/sqlite, the embedded default), in-memory
+// (src/store/memory, for unit tests), PostgreSQL later. Every state change is an
+// atomic conditional update in the backend (never read-modify-write in the
+// caller), so correctness does not rest on one writer process: two concurrent
+// right codes approve once, two wrong codes spend two checks, a job is claimed
+// by one worker at a time (with a lease, so a crashed worker's job comes back).
+//
+// All methods are thread-safe. Times are passed in by the caller (injected clock).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "otp/status.h"
+#include "store/model.h"
+
+namespace otpd {
+
+using otp::Result;
+using otp::Status;
+
+// Outcome of a conditional change to a verification.
+struct Transition {
+  enum class Refusal { kNone, kNotPending, kMaxSends, kCooldown };
+  bool applied = false;
+  Refusal refusal = Refusal::kNone;
+  std::string status;  // the verification's status after the call
+  int check_count = 0;
+  int send_count = 0;
+  TimePoint last_sent_at;  // for cooldown answers
+};
+
+// What the dispatcher did with one claimed job, written in one transaction.
+struct JobOutcome {
+  Job job;
+  std::string provider;
+  std::string delivery_status;  // kDeliverySent, kDeliveryFailed, kDeliveryCanceled, ...
+  std::string provider_message_id;
+  std::string error;
+  TimePoint at;
+  std::optional<Job> next;            // the next workflow step, with its queued delivery
+  std::optional<Delivery> next_delivery;
+  bool undeliverable = false;         // every step failed: pending → undeliverable
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Creates or upgrades the schema. Idempotent.
+  virtual Status Migrate() = 0;
+  // OK when the store answers (readiness).
+  virtual Status Ping() = 0;
+
+  // --- apps and keys
+  // AlreadyExists when the name is taken.
+  virtual Status CreateApp(const App& app) = 0;
+  virtual Status UpdateApp(const App& app) = 0;
+  // By id or by name; NotFound otherwise.
+  virtual Result<App> GetApp(std::string_view id_or_name) = 0;
+  virtual Result<std::vector<App>> ListApps() = 0;
+  virtual Status CreateKey(const ApiKey& key) = 0;
+  // NotFound for an unknown key id.
+  virtual Status RevokeKey(std::string_view key_id, TimePoint now) = 0;
+  // The app owning the unrevoked key with this hash; NotFound otherwise.
+  virtual Result<App> AppForKeyHash(std::string_view key_hash) = 0;
+
+  // --- verifications
+  virtual Result<int> CountStartsSince(std::string_view app_id, std::string_view to,
+                                       TimePoint since) = 0;
+  // The record for (app, key) created at or after `not_before`, if any.
+  virtual Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view app_id,
+                                                                  std::string_view key,
+                                                                  TimePoint not_before) = 0;
+  // Stores `v` with its first delivery (v.deliveries[0], queued) and the job
+  // that sends it, plus `idempotency` if given, in one transaction.
+  // AlreadyExists if the idempotency key was stored meanwhile.
+  virtual Status CreateVerification(const Verification& v, const Job& first_job,
+                                    const IdempotencyRecord* idempotency) = 0;
+  // With deliveries. An empty app_id matches any app (dispatcher use).
+  virtual Result<Verification> GetVerification(std::string_view app_id, std::string_view id) = 0;
+  // The newest pending verification of the app for `to`; NotFound if none.
+  virtual Result<Verification> NewestPending(std::string_view app_id, std::string_view to) = 0;
+
+  // One check: spends a check; a right code approves, the max_checks-th wrong
+  // code moves to max_checks_reached. Refused (kNotPending) unless pending and
+  // now < expires_at (an overdue verification is moved to expired).
+  virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
+                                         bool correct, TimePoint now) = 0;
+  // A resend: counts a send and queues `job` with `delivery`, if pending, under
+  // max_sends and out of the cooldown; else refused with the reason.
+  virtual Result<Transition> RecordResend(std::string_view app_id, std::string_view id,
+                                          int cooldown_s, const Delivery& delivery,
+                                          const Job& job, TimePoint now) = 0;
+  virtual Result<Transition> Cancel(std::string_view app_id, std::string_view id,
+                                    TimePoint now) = 0;
+  // Moves a pending verification past expires_at to expired.
+  virtual Result<Transition> ExpireIfDue(std::string_view app_id, std::string_view id,
+                                         TimePoint now) = 0;
+
+  // --- delivery jobs
+  // Claims up to `limit` jobs due at `now`, leasing them until `lease_until`.
+  virtual Result<std::vector<Job>> ClaimJobs(TimePoint now, TimePoint lease_until, int limit) = 0;
+  // When the earliest job is due (nullopt if there is none).
+  virtual Result<std::optional<TimePoint>> NextJobDue() = 0;
+  // Records a job's outcome and removes the job, atomically.
+  virtual Status FinishJob(const JobOutcome& outcome) = 0;
+};
+
+}  // namespace otpd
