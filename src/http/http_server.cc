@@ -1,0 +1,546 @@
+// The HTTP/1.1 listener of otpd: one coroutine per connection, each on its own
+// strand; handlers run on a separate thread pool and the connection resumes on
+// its strand when the handler is done.
+#include "http/http_server.h"
+
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including
+// <utility>; it must come before any Asio header.
+#include <utility>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <csignal>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+namespace otpd {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+std::string_view HttpRequest::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+namespace {
+
+// How long Stop() waits for in-flight requests before closing everything.
+constexpr std::chrono::milliseconds kDrainTimeout{5000};
+// After forcibly closing sockets, how long to wait for handlers to return.
+constexpr std::chrono::milliseconds kForceGrace{500};
+constexpr std::chrono::milliseconds kStopPoll{10};
+// Lingering close after an error response: read and discard what the client
+// still sends, so that closing does not reset the connection before the client
+// has read the response.
+constexpr std::chrono::milliseconds kLingerTimeout{1000};
+constexpr std::size_t kLingerMaxBytes = 1 << 20;
+constexpr std::size_t kReadChunk = 4096;
+
+std::string Problem(int status, std::string_view title, std::string_view code,
+                    std::string_view detail) {
+  // All strings are fixed by the server: nothing to escape.
+  std::string out;
+  out.reserve(128);
+  out += R"({"type":"about:blank","title":")";
+  out += title;
+  out += R"(","status":)";
+  out += std::to_string(status);
+  out += R"(,"code":")";
+  out += code;
+  out += R"(","detail":")";
+  out += detail;
+  out += R"("})";
+  return out;
+}
+
+HttpResponse ProblemResponse(int status, std::string_view title, std::string_view code,
+                             std::string_view detail) {
+  HttpResponse res;
+  res.status = status;
+  res.content_type = "application/problem+json";
+  res.body = Problem(status, title, code, detail);
+  return res;
+}
+
+HttpResponse InternalError() {
+  return ProblemResponse(500, "Internal Server Error", "internal", "internal server error");
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool HasCrLf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c >= 127 || c == ':') return false;
+  }
+  return true;
+}
+
+std::system_error ToSystemError(const error_code& ec, const std::string& what) {
+  return std::system_error(static_cast<std::error_code>(ec), what);
+}
+
+bool IsParseError(const error_code& ec) {
+  if (ec.category() != http::make_error_code(http::error::bad_target).category()) return false;
+  // These mean the peer went away (or has not finished), not that it is broken.
+  return ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more && ec != http::error::need_buffer;
+}
+
+// Runs `fn` on `pool` and completes, with its result, on the completion
+// handler's associated executor (the connection's strand).
+template <typename Fn, typename Token>
+auto AsyncRunOnPool(asio::thread_pool& pool, Fn fn, Token&& token) {
+  return asio::async_initiate<Token, void(HttpResponse)>(
+      [&pool](auto completion, Fn f) {
+        // Keep the I/O context alive while the handler runs.
+        auto work = asio::prefer(asio::get_associated_executor(completion),
+                                 asio::execution::outstanding_work.tracked);
+        asio::post(pool, [completion = std::move(completion), work = std::move(work),
+                          f = std::move(f)]() mutable {
+          HttpResponse res = f();
+          auto ex = work;
+          asio::post(ex, [completion = std::move(completion), res = std::move(res)]() mutable {
+            std::move(completion)(std::move(res));
+          });
+        });
+      },
+      token, std::move(fn));
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  struct Conn {
+    explicit Conn(tcp::socket socket) : stream(std::move(socket)) {}
+    beast::tcp_stream stream;
+    std::string remote_address;
+    bool idle = true;  // waiting for the first byte of a request; strand only
+  };
+
+  Impl(HttpServerOptions opts, HttpHandler h)
+      : options(std::move(opts)),
+        handler(std::move(h)),
+        ioc(options.io_threads > 0 ? options.io_threads : 1),
+        control(asio::make_strand(ioc)),
+        acceptor(control),
+        signals(control),
+        pool(static_cast<std::size_t>(std::max(1, options.handler_threads))) {}
+
+  ~Impl() {
+    // No handler may run once the objects it reaches (strands, sockets) are gone.
+    pool.join();
+  }
+
+  void Bind() {
+    error_code ec;
+    tcp::endpoint endpoint;
+    auto address = asio::ip::make_address(options.host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, options.port);
+    } else {
+      tcp::resolver resolver(ioc);
+      auto results =
+          resolver.resolve(options.host, std::to_string(options.port), tcp::resolver::passive, ec);
+      if (ec) throw ToSystemError(ec, "cannot resolve " + options.host);
+      if (results.empty()) {
+        throw std::system_error(std::make_error_code(std::errc::address_not_available),
+                                "cannot resolve " + options.host);
+      }
+      endpoint = results.begin()->endpoint();
+    }
+    const std::string where = options.host + ":" + std::to_string(options.port);
+    if (acceptor.open(endpoint.protocol(), ec)) throw ToSystemError(ec, "socket " + where);
+    if (acceptor.set_option(asio::socket_base::reuse_address(true), ec)) {
+      throw ToSystemError(ec, "SO_REUSEADDR " + where);
+    }
+    if (acceptor.bind(endpoint, ec)) throw ToSystemError(ec, "bind " + where);
+    if (acceptor.listen(asio::socket_base::max_listen_connections, ec)) {
+      throw ToSystemError(ec, "listen " + where);
+    }
+    bound_port = acceptor.local_endpoint().port();
+  }
+
+  void Start() {
+    asio::co_spawn(control, AcceptLoop(), asio::detached);
+    if (options.handle_signals) {
+      signals.add(SIGINT);
+      signals.add(SIGTERM);
+      signals.async_wait([this](const error_code& ec, int /*signo*/) {
+        if (!ec) BeginStop();
+      });
+    }
+  }
+
+  // ---- connection registry -------------------------------------------------
+
+  std::uint64_t Register(const std::shared_ptr<Conn>& conn) {
+    std::lock_guard lock(mu);
+    const std::uint64_t id = next_id++;
+    conns.emplace(id, conn);
+    return id;
+  }
+
+  void Unregister(std::uint64_t id) {
+    std::lock_guard lock(mu);
+    conns.erase(id);
+  }
+
+  bool NoConnections() {
+    std::lock_guard lock(mu);
+    return conns.empty();
+  }
+
+  // Closes connections (only idle ones unless `all`), each on its own strand.
+  void CloseConnections(bool all) {
+    std::vector<std::shared_ptr<Conn>> live;
+    {
+      std::lock_guard lock(mu);
+      for (auto& [id, weak] : conns) {
+        if (auto conn = weak.lock()) live.push_back(std::move(conn));
+      }
+    }
+    for (auto& conn : live) {
+      auto ex = conn->stream.get_executor();
+      asio::post(ex, [conn, all] {
+        if (all || conn->idle) {
+          error_code ignored;
+          conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+          conn->stream.close();
+        }
+      });
+    }
+  }
+
+  // ---- stop --------------------------------------------------------------
+
+  // Runs on the control strand.
+  void BeginStop() {
+    if (stopping.exchange(true)) return;
+    error_code ignored;
+    acceptor.close(ignored);
+    signals.cancel(ignored);
+    asio::co_spawn(control, DrainAndStop(), asio::detached);
+  }
+
+  asio::awaitable<void> DrainAndStop() {
+    asio::steady_timer timer(control);
+    error_code ec;
+    CloseConnections(false);
+    auto deadline = std::chrono::steady_clock::now() + kDrainTimeout;
+    while (!NoConnections() && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(kStopPoll);
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (NoConnections()) co_return;  // the I/O context runs out of work
+    CloseConnections(true);
+    deadline = std::chrono::steady_clock::now() + kForceGrace;
+    while (!NoConnections() && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(kStopPoll);
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    // A handler is still busy: give up on it. Its completion is discarded.
+    if (!NoConnections()) ioc.stop();
+  }
+
+  // ---- accept ------------------------------------------------------------
+
+  asio::awaitable<void> AcceptLoop() {
+    asio::steady_timer backoff(control);
+    for (;;) {
+      error_code ec;
+      tcp::socket socket =
+          co_await acceptor.async_accept(asio::any_io_executor(asio::make_strand(ioc)),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      if (stopping) co_return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+        // E.g. EMFILE: do not spin.
+        backoff.expires_after(std::chrono::milliseconds(50));
+        co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto remote = socket.remote_endpoint(ignored);
+      auto conn = std::make_shared<Conn>(std::move(socket));
+      conn->remote_address = remote.address().to_string();
+      const std::uint64_t id = Register(conn);
+      asio::co_spawn(conn->stream.get_executor(), Session(conn, id), asio::detached);
+    }
+  }
+
+  // ---- one connection ------------------------------------------------------
+
+  // Runs the handler on a worker thread; exceptions become a bare 500.
+  struct HandlerJob {
+    Impl* impl;
+    HttpRequest req;
+    HttpResponse operator()() const {
+      try {
+        return impl->handler(req);
+      } catch (...) {
+        return InternalError();
+      }
+    }
+  };
+
+  struct Unregisterer {
+    Impl* impl;
+    std::uint64_t id;
+    ~Unregisterer() { impl->Unregister(id); }
+  };
+
+  asio::awaitable<void> Session(std::shared_ptr<Conn> conn, std::uint64_t id) {
+    Unregisterer unregister{this, id};
+    try {
+      co_await Serve(*conn);
+    } catch (const std::exception&) {
+      // Never let a connection take the server down.
+    }
+    error_code ignored;
+    conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn->stream.close();
+  }
+
+  asio::awaitable<void> Serve(Conn& conn) {
+    beast::flat_buffer buffer;
+    bool first = true;
+    for (;;) {
+      error_code ec;
+      // Wait for the first byte of the next request (idle).
+      if (buffer.size() == 0) {
+        conn.idle = true;
+        if (stopping) co_return;
+        conn.stream.expires_after(first ? options.read_timeout : options.idle_timeout);
+        const std::size_t n = co_await conn.stream.async_read_some(
+            buffer.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return;  // closed, timed out or cancelled by Stop()
+        buffer.commit(n);
+      }
+      conn.idle = false;
+      first = false;
+
+      // The whole request (header + body) must arrive within read_timeout.
+      conn.stream.expires_after(options.read_timeout);
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(
+          static_cast<std::uint32_t>(std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
+      parser.body_limit(options.max_body_bytes);
+
+      co_await http::async_read_header(conn.stream, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && !parser.is_done()) {
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+          co_await http::async_write(conn.stream, cont,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) co_return;
+        }
+        co_await http::async_read(conn.stream, buffer, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (ec) {
+        std::optional<HttpResponse> problem = ProblemFor(ec);
+        if (problem) {
+          const unsigned version = ec == http::error::body_limit ? parser.get().version() : 11;
+          co_await Fail(conn, version, std::move(*problem));
+        }
+        co_return;  // timeouts, resets, EOF: just close
+      }
+
+      auto& msg = parser.get();
+      const unsigned version = msg.version();
+      const bool keep_alive = msg.keep_alive();
+
+      HttpRequest req;
+      req.method = std::string(msg.method_string());
+      req.target = std::string(msg.target());
+      if (auto q = req.target.find('?'); q != std::string::npos) {
+        req.path = req.target.substr(0, q);
+        req.query = req.target.substr(q + 1);
+      } else {
+        req.path = req.target;
+      }
+      req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
+      for (const auto& field : msg) {
+        req.headers.emplace_back(Lower({field.name_string().data(), field.name_string().size()}),
+                                 std::string(field.value().data(), field.value().size()));
+      }
+      req.body = std::move(msg.body());
+      req.remote_address = conn.remote_address;
+
+      // No read timeout while the handler runs.
+      conn.stream.expires_never();
+      // GCC 12 mishandles non-trivial temporaries (e.g. lambdas with captures)
+      // inside a co_await expression: keep the job in a named local.
+      HandlerJob job{this, std::move(req)};
+      HttpResponse res = co_await AsyncRunOnPool(pool, std::move(job), asio::use_awaitable);
+
+      const bool again = keep_alive && !stopping;
+      co_await Write(conn, version, std::move(res), again, ec);
+      if (ec || !again) {
+        error_code ignored;
+        conn.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        co_return;
+      }
+    }
+  }
+
+  asio::awaitable<void> Write(Conn& conn, unsigned version, HttpResponse res, bool keep_alive,
+                              error_code& ec) {
+    if (res.status < 100 || res.status > 999) res = InternalError();
+    http::response<http::string_body> out;
+    out.version(version);
+    out.result(static_cast<unsigned>(res.status));
+    out.set(http::field::server, "otpd");
+    if (!HasCrLf(res.content_type)) out.set(http::field::content_type, res.content_type);
+    for (const auto& [name, value] : res.headers) {
+      // Drop anything that could split the response or that we own.
+      if (!IsToken(name) || HasCrLf(value)) continue;
+      const auto field = http::string_to_field(name);
+      if (field == http::field::content_length || field == http::field::transfer_encoding ||
+          field == http::field::connection || field == http::field::server) {
+        continue;
+      }
+      out.insert(name, value);
+    }
+    out.body() = std::move(res.body);
+    out.keep_alive(keep_alive);
+    out.prepare_payload();
+    conn.stream.expires_after(options.read_timeout);
+    co_await http::async_write(conn.stream, out, asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  // The answer to a request that could not be read, if it deserves one.
+  std::optional<HttpResponse> ProblemFor(const error_code& ec) const {
+    if (ec == http::error::body_limit) {
+      return ProblemResponse(
+          413, "Payload Too Large", "payload_too_large",
+          "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
+    }
+    if (ec == http::error::header_limit) {
+      return ProblemResponse(
+          431, "Request Header Fields Too Large", "invalid_request",
+          "request header block exceeds " + std::to_string(options.max_header_bytes) + " bytes");
+    }
+    if (IsParseError(ec)) {
+      return ProblemResponse(400, "Bad Request", "invalid_request", "malformed HTTP request");
+    }
+    return std::nullopt;  // timeouts, resets, EOF
+  }
+
+  // Answers an unreadable request and closes the connection gracefully.
+  asio::awaitable<void> Fail(Conn& conn, unsigned version, HttpResponse res) {
+    error_code ec;
+    co_await Write(conn, version == 10 ? 10 : 11, std::move(res), false, ec);
+    if (ec) co_return;
+    conn.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    conn.stream.expires_after(kLingerTimeout);
+    std::array<char, kReadChunk> sink;
+    std::size_t drained = 0;
+    while (!ec && drained < kLingerMaxBytes) {
+      drained += co_await conn.stream.async_read_some(
+          asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  // ---- run ---------------------------------------------------------------
+
+  void Run() {
+    const int n = options.io_threads > 0
+                      ? options.io_threads
+                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<std::size_t>(n - 1));
+    for (int i = 1; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
+    ioc.run();
+    for (auto& t : threads) t.join();
+    // Let any handler still running finish before returning.
+    pool.join();
+  }
+
+  HttpServerOptions options;
+  HttpHandler handler;
+  std::atomic<bool> stopping{false};
+  std::uint16_t bound_port = 0;
+
+  // Declared before the I/O context: coroutine frames destroyed with it still
+  // unregister themselves.
+  std::mutex mu;
+  std::uint64_t next_id = 0;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Conn>> conns;
+
+  asio::io_context ioc;
+  asio::strand<asio::io_context::executor_type> control;
+  tcp::acceptor acceptor;
+  asio::signal_set signals;
+  asio::thread_pool pool;  // last: destroyed (joined) first
+};
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {
+  impl_->Bind();
+  impl_->Start();
+}
+
+HttpServer::~HttpServer() = default;
+
+std::uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+void HttpServer::Run() { impl_->Run(); }
+
+void HttpServer::Stop() {
+  Impl* impl = impl_.get();
+  asio::post(impl->control, [impl] { impl->BeginStop(); });
+}
+
+}  // namespace otpd
