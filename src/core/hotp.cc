@@ -1,0 +1,265 @@
+// HOTP with HMAC computed from precomputed inner/outer hash states.
+//
+// HMAC(K, m) = H(K^opad || H(K^ipad || m)). The states after compressing the
+// K^ipad and K^opad blocks depend only on the key, so HotpKey computes them once
+// and each code then costs two compressions: the inner block (8-byte counter,
+// padded) and the outer block (inner digest, padded). OpenSSL 3 offers no
+// non-deprecated API that resumes from a saved state this cheaply (EVP_MD_CTX_copy
+// plus EVP_DigestFinal is several times slower), so this file, and only this one,
+// uses the deprecated SHA*_Init/Update/Transform functions.
+#define OPENSSL_SUPPRESS_DEPRECATED
+
+#include "otp/hotp.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <variant>
+
+#include "otp/crypto.h"
+
+namespace otp {
+namespace {
+
+void StoreBigEndian32(std::uint32_t v, std::uint8_t* out) {
+  out[0] = static_cast<std::uint8_t>(v >> 24);
+  out[1] = static_cast<std::uint8_t>(v >> 16);
+  out[2] = static_cast<std::uint8_t>(v >> 8);
+  out[3] = static_cast<std::uint8_t>(v);
+}
+
+void StoreBigEndian64(std::uint64_t v, std::uint8_t* out) {
+  StoreBigEndian32(static_cast<std::uint32_t>(v >> 32), out);
+  StoreBigEndian32(static_cast<std::uint32_t>(v), out + 4);
+}
+
+// One hash function as HMAC needs it: block and digest sizes, the size of the
+// message-length field that ends the padding, and the low-level OpenSSL calls.
+struct Sha1Traits {
+  using Ctx = SHA_CTX;
+  static constexpr std::size_t kBlock = 64;
+  static constexpr std::size_t kDigest = 20;
+  static constexpr std::size_t kLengthField = 8;
+  static const EVP_MD* Md() { return EVP_sha1(); }
+  static void Init(Ctx* c) { SHA1_Init(c); }
+  static void Update(Ctx* c, const std::uint8_t* data, std::size_t n) { SHA1_Update(c, data, n); }
+  static void Compress(Ctx* c, const std::uint8_t* block) { SHA1_Transform(c, block); }
+  static void Digest(const Ctx& c, std::uint8_t* out) {
+    StoreBigEndian32(c.h0, out);
+    StoreBigEndian32(c.h1, out + 4);
+    StoreBigEndian32(c.h2, out + 8);
+    StoreBigEndian32(c.h3, out + 12);
+    StoreBigEndian32(c.h4, out + 16);
+  }
+};
+
+struct Sha256Traits {
+  using Ctx = SHA256_CTX;
+  static constexpr std::size_t kBlock = 64;
+  static constexpr std::size_t kDigest = 32;
+  static constexpr std::size_t kLengthField = 8;
+  static const EVP_MD* Md() { return EVP_sha256(); }
+  static void Init(Ctx* c) { SHA256_Init(c); }
+  static void Update(Ctx* c, const std::uint8_t* data, std::size_t n) { SHA256_Update(c, data, n); }
+  static void Compress(Ctx* c, const std::uint8_t* block) { SHA256_Transform(c, block); }
+  static void Digest(const Ctx& c, std::uint8_t* out) {
+    for (int i = 0; i < 8; ++i) StoreBigEndian32(c.h[i], out + 4 * i);
+  }
+};
+
+struct Sha512Traits {
+  using Ctx = SHA512_CTX;
+  static constexpr std::size_t kBlock = 128;
+  static constexpr std::size_t kDigest = 64;
+  static constexpr std::size_t kLengthField = 16;
+  static const EVP_MD* Md() { return EVP_sha512(); }
+  static void Init(Ctx* c) { SHA512_Init(c); }
+  static void Update(Ctx* c, const std::uint8_t* data, std::size_t n) { SHA512_Update(c, data, n); }
+  static void Compress(Ctx* c, const std::uint8_t* block) { SHA512_Transform(c, block); }
+  static void Digest(const Ctx& c, std::uint8_t* out) {
+    for (int i = 0; i < 8; ++i) StoreBigEndian64(c.h[i], out + 8 * i);
+  }
+};
+
+// The hash states after the K^ipad and K^opad blocks.
+template <typename H>
+struct HmacStates {
+  typename H::Ctx inner;
+  typename H::Ctx outer;
+};
+
+template <typename H>
+HmacStates<H> MakeHmacStates(std::span<const std::uint8_t> secret) {
+  std::uint8_t key[H::kBlock] = {};
+  if (secret.size() > H::kBlock) {
+    // RFC 2104 §2: keys longer than a block are hashed first.
+    if (EVP_Digest(secret.data(), secret.size(), key, nullptr, H::Md(), nullptr) != 1) {
+      throw std::runtime_error("otp: hashing the HOTP secret failed");
+    }
+  } else {
+    std::memcpy(key, secret.data(), secret.size());
+  }
+  HmacStates<H> states;
+  std::uint8_t pad[H::kBlock];
+  for (std::size_t i = 0; i < H::kBlock; ++i) pad[i] = key[i] ^ 0x36;
+  H::Init(&states.inner);
+  H::Update(&states.inner, pad, H::kBlock);
+  for (std::size_t i = 0; i < H::kBlock; ++i) pad[i] = key[i] ^ 0x5c;
+  H::Init(&states.outer);
+  H::Update(&states.outer, pad, H::kBlock);
+  OPENSSL_cleanse(key, sizeof key);
+  OPENSSL_cleanse(pad, sizeof pad);
+  return states;
+}
+
+// Writes the total message length in bits (one block of key pad + `message_bytes`)
+// at the end of `block`, as the last padding field.
+template <typename H>
+void StoreLength(std::uint8_t* block, std::size_t message_bytes) {
+  const std::uint64_t bits = (H::kBlock + message_bytes) * 8;
+  StoreBigEndian64(bits, block + H::kBlock - 8);
+}
+
+template <typename H>
+std::uint32_t TruncatedHmac(const HmacStates<H>& states, std::uint64_t counter) {
+  static_assert(H::kDigest + 1 + H::kLengthField <= H::kBlock);
+  // Inner block: counter || 0x80 || zeros || length. The rest of the padding is
+  // zero, and stays so for the outer block, which overwrites the first bytes.
+  std::uint8_t block[H::kBlock] = {};
+  StoreBigEndian64(counter, block);
+  block[8] = 0x80;
+  StoreLength<H>(block, 8);
+  typename H::Ctx ctx = states.inner;
+  H::Compress(&ctx, block);
+  std::uint8_t digest[H::kDigest];
+  H::Digest(ctx, digest);
+
+  // Outer block: inner digest || 0x80 || zeros || length.
+  std::memcpy(block, digest, H::kDigest);
+  block[H::kDigest] = 0x80;
+  StoreLength<H>(block, H::kDigest);
+  ctx = states.outer;
+  H::Compress(&ctx, block);
+  H::Digest(ctx, digest);
+
+  // Dynamic truncation (RFC 4226 §5.3).
+  const unsigned offset = digest[H::kDigest - 1] & 0x0f;
+  return (std::uint32_t{digest[offset] & 0x7fu} << 24) | (std::uint32_t{digest[offset + 1]} << 16) |
+         (std::uint32_t{digest[offset + 2]} << 8) | std::uint32_t{digest[offset + 3]};
+}
+
+bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
+    if (x != b[i]) return false;
+  }
+  return true;
+}
+
+void CheckDigits(int digits) {
+  if (digits < 6 || digits > 10) throw std::invalid_argument("otp: HOTP digits must be 6..10");
+}
+
+}  // namespace
+
+struct HotpKey::State {
+  // The variant's index is the HashAlgorithm.
+  std::variant<HmacStates<Sha1Traits>, HmacStates<Sha256Traits>, HmacStates<Sha512Traits>> states;
+
+  ~State() {
+    std::visit([](auto& s) { OPENSSL_cleanse(&s, sizeof s); }, states);
+  }
+};
+
+const char* HashAlgorithmName(HashAlgorithm alg) {
+  switch (alg) {
+    case HashAlgorithm::kSha1:
+      return "SHA1";
+    case HashAlgorithm::kSha256:
+      return "SHA256";
+    case HashAlgorithm::kSha512:
+      return "SHA512";
+  }
+  return "SHA1";
+}
+
+Result<HashAlgorithm> ParseHashAlgorithm(std::string_view name) {
+  for (HashAlgorithm alg : {HashAlgorithm::kSha1, HashAlgorithm::kSha256, HashAlgorithm::kSha512}) {
+    if (EqualsIgnoringCase(name, HashAlgorithmName(alg))) return alg;
+  }
+  return InvalidArgument("unknown hash algorithm (want SHA1, SHA256 or SHA512)");
+}
+
+Result<HotpKey> HotpKey::Create(std::span<const std::uint8_t> secret, HashAlgorithm alg) {
+  if (secret.empty()) return InvalidArgument("HOTP secret is empty");
+  auto state = std::make_unique<State>();
+  switch (alg) {
+    case HashAlgorithm::kSha1:
+      state->states = MakeHmacStates<Sha1Traits>(secret);
+      break;
+    case HashAlgorithm::kSha256:
+      state->states = MakeHmacStates<Sha256Traits>(secret);
+      break;
+    case HashAlgorithm::kSha512:
+      state->states = MakeHmacStates<Sha512Traits>(secret);
+      break;
+    default:
+      return InvalidArgument("unknown hash algorithm");
+  }
+  return HotpKey(std::move(state));
+}
+
+HotpKey::HotpKey(std::unique_ptr<State> state) : state_(std::move(state)) {}
+HotpKey::HotpKey(HotpKey&&) noexcept = default;
+HotpKey& HotpKey::operator=(HotpKey&&) noexcept = default;
+HotpKey::HotpKey(const HotpKey& other)
+    : state_(other.state_ ? std::make_unique<State>(*other.state_) : nullptr) {}
+HotpKey& HotpKey::operator=(const HotpKey& other) {
+  if (this != &other) state_ = other.state_ ? std::make_unique<State>(*other.state_) : nullptr;
+  return *this;
+}
+HotpKey::~HotpKey() = default;
+
+HashAlgorithm HotpKey::algorithm() const {
+  return static_cast<HashAlgorithm>(state_->states.index());
+}
+
+std::uint32_t HotpKey::Truncated(std::uint64_t counter) const {
+  return std::visit([counter](const auto& s) { return TruncatedHmac(s, counter); }, state_->states);
+}
+
+std::string HotpKey::Generate(std::uint64_t counter, int digits) const {
+  CheckDigits(digits);
+  return FormatCode(Truncated(counter), digits);
+}
+
+std::string FormatCode(std::uint32_t value, int digits) {
+  if (digits < 1 || digits > 10) throw std::invalid_argument("otp: code digits must be 1..10");
+  std::uint64_t modulus = 1;
+  for (int i = 0; i < digits; ++i) modulus *= 10;
+  std::uint64_t v = value % modulus;
+  std::string out(static_cast<std::size_t>(digits), '0');
+  for (auto it = out.rbegin(); it != out.rend(); ++it, v /= 10) {
+    *it = static_cast<char>('0' + v % 10);
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> HotpVerify(const HotpKey& key, std::string_view code,
+                                        std::uint64_t counter, int digits, int look_ahead) {
+  CheckDigits(digits);
+  if (code.size() != static_cast<std::size_t>(digits)) return std::nullopt;
+  for (int i = 0; i <= look_ahead; ++i) {
+    const std::uint64_t candidate = counter + static_cast<std::uint64_t>(i);
+    if (candidate < counter) break;  // wrapped past 2^64 - 1
+    if (ConstantTimeEqual(key.Generate(candidate, digits), code)) return candidate;
+  }
+  return std::nullopt;
+}
+
+}  // namespace otp
