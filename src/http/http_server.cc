@@ -169,7 +169,10 @@ struct HttpServer::Impl {
   Impl(HttpServerOptions opts, HttpHandler h)
       : options(std::move(opts)),
         handler(std::move(h)),
-        ioc(options.io_threads > 0 ? options.io_threads : 1),
+        io_threads(options.io_threads > 0
+                       ? options.io_threads
+                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
+        ioc(io_threads),
         control(asio::make_strand(ioc)),
         acceptor(control),
         signals(control),
@@ -496,9 +499,7 @@ struct HttpServer::Impl {
   // ---- run ---------------------------------------------------------------
 
   void Run() {
-    const int n = options.io_threads > 0
-                      ? options.io_threads
-                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int n = io_threads;
     std::vector<std::thread> threads;
     threads.reserve(static_cast<std::size_t>(n - 1));
     for (int i = 1; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
@@ -510,6 +511,7 @@ struct HttpServer::Impl {
 
   HttpServerOptions options;
   HttpHandler handler;
+  int io_threads;
   std::atomic<bool> stopping{false};
   std::uint16_t bound_port = 0;
 

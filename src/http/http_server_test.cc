@@ -496,9 +496,6 @@ TEST(HttpServerTest, StopWithOpenKeepAliveAndInFlightRequest) {
   Client idle(server->port());
   EXPECT_EQ(idle.Get("/fast").body(), "fast");  // kept alive, now idle
 
-  Client partial(server->port());
-  partial.Send("GET /never-finished HTTP/1.1\r\n");
-
   Client busy(server->port());
   busy.Send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
   const auto wait_start = Clock::now();
@@ -510,7 +507,7 @@ TEST(HttpServerTest, StopWithOpenKeepAliveAndInFlightRequest) {
   const auto stop_start = Clock::now();
   EXPECT_TRUE(server->Stop());
   const auto stop_elapsed = Clock::now() - stop_start;
-  EXPECT_LT(stop_elapsed, milliseconds(6500));
+  EXPECT_LT(stop_elapsed, milliseconds(2000));
 
   // The in-flight request got its answer, with Connection: close.
   error_code ec;
@@ -522,7 +519,6 @@ TEST(HttpServerTest, StopWithOpenKeepAliveAndInFlightRequest) {
   EXPECT_TRUE(ClosedCleanly(busy.ReadUntilClosed()));
   // The idle keep-alive connection was closed.
   EXPECT_TRUE(ClosedCleanly(idle.ReadUntilClosed()));
-  EXPECT_TRUE(ClosedCleanly(partial.ReadUntilClosed()));
   const std::uint16_t port = server->port();
   server.reset();
 
@@ -540,6 +536,34 @@ TEST(HttpServerTest, StopWithOnlyIdleConnectionsIsPrompt) {
   EXPECT_LT(Clock::now() - t0, milliseconds(1000));
   EXPECT_TRUE(ClosedCleanly(a.ReadUntilClosed()));
   EXPECT_TRUE(ClosedCleanly(b.ReadUntilClosed()));
+}
+
+TEST(HttpServerTest, StopGivesUpOnAStuckHandlerAfterTheDrainTimeout) {
+  std::atomic<bool> entered{false};
+  TestServer server([&](const HttpRequest&) {
+    entered = true;
+    std::this_thread::sleep_for(milliseconds(6000));
+    return HttpResponse{};
+  });
+  Client client(server.port());
+  client.Send("GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n");
+  Client partial(server.port());  // a request that never completes
+  partial.Send("GET /never-finished HTTP/1.1\r\n");
+  const auto wait_start = Clock::now();
+  while (!entered && Clock::now() - wait_start < milliseconds(3000)) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(entered);
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(server.Stop());
+  // The connection is closed after ~5 s; Run() still waits for the handler to
+  // return so that nothing it uses is torn down under it.
+  EXPECT_LT(Clock::now() - t0, milliseconds(8000));
+  std::string received;
+  EXPECT_TRUE(ClosedCleanly(client.ReadUntilClosed(&received)));
+  EXPECT_EQ(received, "");
+  EXPECT_TRUE(ClosedCleanly(partial.ReadUntilClosed(&received)));
+  EXPECT_EQ(received, "");
 }
 
 TEST(HttpServerTest, StopBeforeRun) {

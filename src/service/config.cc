@@ -99,9 +99,14 @@ otp::Result<Config> LoadConfig(const std::string& path) {
           if (key == "name" || key == "type" || key == "channels") continue;
           if (auto s = v.value<std::string>()) {
             pc.options[key] = *s;
+          } else if (auto i = v.value<std::int64_t>()) {
+            pc.options[key] = std::to_string(*i);
+          } else if (auto b = v.value<bool>()) {
+            pc.options[key] = *b ? "true" : "false";
           } else {
+            // Tables and arrays (e.g. headers) are kept as TOML text for the provider.
             std::ostringstream out;
-            out << v;
+            v.visit([&out](const auto& n) { out << n; });
             pc.options[key] = out.str();
           }
         }

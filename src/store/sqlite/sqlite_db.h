@@ -5,6 +5,7 @@
 
 #include <sqlite3.h>
 
+#include <concepts>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -34,12 +35,11 @@ class Stmt {
   }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
-  Stmt& Bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
+  template <std::integral I>
+  Stmt& Bind(int i, I v) {
+    sqlite3_bind_int64(s_, i, static_cast<sqlite3_int64>(v));
     return *this;
   }
-  Stmt& Bind(int i, int v) { return Bind(i, static_cast<std::int64_t>(v)); }
-  Stmt& Bind(int i, bool v) { return Bind(i, static_cast<std::int64_t>(v ? 1 : 0)); }
   Stmt& BindNull(int i) {
     sqlite3_bind_null(s_, i);
     return *this;

@@ -1,0 +1,227 @@
+#include "cli/otpctl.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "otp/base32.h"
+#include "otp/clock.h"
+#include "otp/hotp.h"
+#include "otp/random.h"
+#include "otp/totp.h"
+#include "service/apps.h"
+#include "service/config.h"
+#include "store/open_store.h"
+
+namespace otpd {
+namespace {
+
+using nlohmann::json;
+
+int Error(const std::string& message) {
+  std::cerr << "otpctl: " << message << "\n";
+  return 1;
+}
+
+json AppJson(const App& app) {
+  json workflow = json::parse(WorkflowToJson(app.settings.workflow));
+  json settings = json::parse(AppSettingsToJson(app.settings));
+  return json{{"app_id", app.id},
+              {"name", app.name},
+              {"workflow", workflow},
+              {"settings", settings},
+              {"created_at", otp::FormatRfc3339(app.created_at)},
+              {"updated_at", otp::FormatRfc3339(app.updated_at)}};
+}
+
+// Options shared by `app create` and `app update`.
+struct AppFlags {
+  std::string workflow;
+  int code_length = 0;
+  int ttl = 0;
+  int max_checks = 0;
+  int max_sends = 0;
+  int resend_cooldown = -1;
+  std::string webhook_url;
+  bool webhook_url_set = false;
+
+  void Add(CLI::App* cmd) {
+    cmd->add_option("--workflow", workflow, "channels in order with timeouts, e.g. sms:60,voice:60");
+    cmd->add_option("--code-length", code_length, "digits per code, 4..10 (default 6)");
+    cmd->add_option("--ttl", ttl, "seconds a code stays valid, 60..86400 (default 600)");
+    cmd->add_option("--max-checks", max_checks, "wrong codes allowed per verification (default 5)");
+    cmd->add_option("--max-sends", max_sends, "sends per verification (default 5)");
+    cmd->add_option("--resend-cooldown", resend_cooldown, "seconds between sends (default 30)");
+    cmd->add_option("--webhook-url", webhook_url, "where events are POSTed");
+  }
+
+  Status Apply(AppSettings* s) const {
+    if (!workflow.empty()) {
+      auto steps = ParseWorkflowSpec(workflow);
+      if (!steps.ok()) return steps.status();
+      s->workflow = *steps;
+    }
+    if (code_length != 0) s->code_length = code_length;
+    if (ttl != 0) s->ttl_s = ttl;
+    if (max_checks != 0) s->max_checks = max_checks;
+    if (max_sends != 0) s->max_sends = max_sends;
+    if (resend_cooldown >= 0) s->resend_cooldown_s = resend_cooldown;
+    if (webhook_url_set) s->webhook_url = webhook_url;
+    return ValidateAppSettings(*s);
+  }
+};
+
+}  // namespace
+
+int RunOtpctl(int argc, char** argv) {
+  CLI::App cli{"otpctl: administer otpd apps, keys and codes"};
+  cli.require_subcommand(1);
+  std::string config_flag;
+  cli.add_option("-c,--config", config_flag, "TOML config file (default: $OTPD_CONFIG)");
+
+  auto* migrate = cli.add_subcommand("migrate", "create or upgrade the store's schema");
+
+  auto* app = cli.add_subcommand("app", "manage apps (tenants)");
+  app->require_subcommand(1);
+  std::string app_name;
+  std::string app_ref;
+  AppFlags create_flags;
+  auto* app_create = app->add_subcommand("create", "create an app and its first API key");
+  app_create->add_option("NAME", app_name, "unique app name")->required();
+  create_flags.Add(app_create);
+  auto* app_list = app->add_subcommand("list", "list apps");
+  auto* app_show = app->add_subcommand("show", "show one app");
+  app_show->add_option("APP", app_ref, "app id or name")->required();
+  AppFlags update_flags;
+  std::string new_name;
+  auto* app_update = app->add_subcommand("update", "change an app's settings");
+  app_update->add_option("APP", app_ref, "app id or name")->required();
+  app_update->add_option("--name", new_name, "new unique name");
+  update_flags.Add(app_update);
+
+  auto* key = cli.add_subcommand("key", "manage API keys");
+  key->require_subcommand(1);
+  std::string key_ref;
+  auto* key_create = key->add_subcommand("create", "create another API key for an app");
+  key_create->add_option("APP_ID", key_ref, "app id or name")->required();
+  auto* key_revoke = key->add_subcommand("revoke", "revoke an API key at once");
+  key_revoke->add_option("KEY_ID", key_ref, "key id (key_…)")->required();
+
+  auto* code = cli.add_subcommand("code", "print a TOTP/HOTP code, like oathtool");
+  code->require_subcommand(1);
+  std::string secret_b32;
+  std::string algorithm = "SHA1";
+  int digits = 6;
+  std::uint64_t counter = 0;
+  std::int64_t at_time = -1;
+  int period = 30;
+  auto* code_hotp = code->add_subcommand("hotp", "HOTP code (RFC 4226)");
+  code_hotp->add_option("--secret", secret_b32, "base32 secret")->required();
+  code_hotp->add_option("--counter", counter, "counter value")->required();
+  code_hotp->add_option("--digits", digits, "6..10 (default 6)");
+  code_hotp->add_option("--algorithm", algorithm, "SHA1, SHA256 or SHA512 (default SHA1)");
+  auto* code_totp = code->add_subcommand("totp", "TOTP code (RFC 6238)");
+  code_totp->add_option("--secret", secret_b32, "base32 secret")->required();
+  code_totp->add_option("--time", at_time, "unix seconds (default now)");
+  code_totp->add_option("--period", period, "seconds per step (default 30)");
+  code_totp->add_option("--digits", digits, "6..10 (default 6)");
+  code_totp->add_option("--algorithm", algorithm, "SHA1, SHA256 or SHA512 (default SHA1)");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e) == 0 ? 0 : 2;
+  }
+  create_flags.webhook_url_set = app_create->count("--webhook-url") > 0;
+  update_flags.webhook_url_set = app_update->count("--webhook-url") > 0;
+
+  // Codes need no store.
+  if (*code) {
+    auto secret = otp::Base32Decode(secret_b32);
+    if (!secret.ok() || secret->empty()) return Error("--secret: not valid base32");
+    auto alg = otp::ParseHashAlgorithm(algorithm);
+    if (!alg.ok()) return Error("--algorithm: use SHA1, SHA256 or SHA512");
+    if (digits < 6 || digits > 10) return Error("--digits: 6..10");
+    auto k = otp::HotpKey::Create(*secret, *alg);
+    if (!k.ok()) return Error(k.status().message());
+    if (*code_hotp) {
+      std::cout << k->Generate(counter, digits) << "\n";
+    } else {
+      if (period < 1 || period > 3600) return Error("--period: 1..3600");
+      const std::int64_t t =
+          at_time >= 0 ? at_time : otp::ToUnixSeconds(otp::SystemClock().Now());
+      std::cout << otp::TotpGenerate(*k, t, otp::TotpParams{digits, period, 0}) << "\n";
+    }
+    return 0;
+  }
+
+  auto config = LoadConfig(ConfigPathFrom(config_flag));
+  if (!config.ok()) return Error(config.status().message());
+  auto store = OpenStore(config->store_url);  // migrates
+  if (!store.ok()) return Error(store.status().message());
+  if (*migrate) {
+    std::cout << json{{"migrated", true}}.dump() << "\n";
+    return 0;
+  }
+  AppService apps(**store, otp::SystemClock(), otp::SystemRandom());
+
+  if (*app_create) {
+    AppSettings settings;
+    Status s = create_flags.Apply(&settings);
+    if (!s.ok()) return Error(s.message());
+    auto created = apps.Create(app_name, settings);
+    if (!created.ok()) {
+      if (created.status().code() == otp::StatusCode::kAlreadyExists) {
+        return Error("an app named '" + app_name + "' already exists");
+      }
+      return Error(created.status().message());
+    }
+    std::cout << json{{"app_id", created->app.id},
+                      {"api_key", created->api_key},
+                      {"webhook_secret", created->app.webhook_secret}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  if (*app_list) {
+    auto list = (*store)->ListApps();
+    if (!list.ok()) return Error(list.status().message());
+    json out = json::array();
+    for (const App& a : *list) out.push_back(AppJson(a));
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  if (*app_show || *app_update) {
+    auto found = (*store)->GetApp(app_ref);
+    if (!found.ok()) return Error("no app '" + app_ref + "'");
+    App a = *found;
+    if (*app_update) {
+      Status s = update_flags.Apply(&a.settings);
+      if (!s.ok()) return Error(s.message());
+      if (!new_name.empty()) a.name = new_name;
+      a.updated_at = otp::SystemClock().Now();
+      s = (*store)->UpdateApp(a);
+      if (!s.ok()) return Error(s.message());
+    }
+    std::cout << AppJson(a).dump() << "\n";
+    return 0;
+  }
+  if (*key_create) {
+    auto found = (*store)->GetApp(key_ref);
+    if (!found.ok()) return Error("no app '" + key_ref + "'");
+    auto k = apps.CreateKey(found->id);
+    if (!k.ok()) return Error(k.status().message());
+    std::cout << json{{"key_id", k->key_id}, {"api_key", k->api_key}}.dump() << "\n";
+    return 0;
+  }
+  if (*key_revoke) {
+    Status s = apps.RevokeKey(key_ref);
+    if (!s.ok()) return Error("no key '" + key_ref + "'");
+    std::cout << json{{"key_id", key_ref}, {"revoked", true}}.dump() << "\n";
+    return 0;
+  }
+  return 2;
+}
+
+}  // namespace otpd

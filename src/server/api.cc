@@ -1,0 +1,478 @@
+#include "server/api.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fstream>
+#include <deque>
+#include <regex>
+#include <stdexcept>
+
+#include "otp/crypto.h"
+#include "service/recipients.h"
+
+namespace otpd {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxJsonDepth = 16;
+
+const std::vector<RouteInfo> kRoutes = {
+    {"GET", "/healthz", false},
+    {"GET", "/readyz", false},
+    {"GET", "/metrics", false},
+    {"GET", "/openapi.json", false},
+    {"GET", "/dev/inbox", false},
+    {"POST", "/v1/verifications", true},
+    {"POST", "/v1/verifications/check", true},
+    {"GET", "/v1/verifications/{id}", true},
+    {"POST", "/v1/verifications/{id}/check", true},
+    {"POST", "/v1/verifications/{id}/resend", true},
+    {"POST", "/v1/verifications/{id}/cancel", true},
+};
+
+std::vector<std::string> Split(std::string_view path) {
+  std::vector<std::string> parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    parts.emplace_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+// Matches `path` against `pattern`; fills `params` with the {…} segments.
+bool Match(std::string_view pattern, const std::vector<std::string>& parts,
+           std::vector<std::string>* params) {
+  const std::vector<std::string> want = Split(pattern);
+  if (want.size() != parts.size()) return false;
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (!want[i].empty() && want[i].front() == '{') {
+      if (parts[i].empty()) return false;
+      found.push_back(parts[i]);
+    } else if (want[i] != parts[i]) {
+      return false;
+    }
+  }
+  *params = std::move(found);
+  return true;
+}
+
+HttpResponse Json(int status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump();
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+HttpResponse Problem(const ApiError& e) {
+  const ApiCodeInfo& info = Describe(e.code);
+  json body = {{"type", "about:blank"},
+               {"title", info.title},
+               {"status", info.http_status},
+               {"code", info.code},
+               {"detail", e.detail}};
+  // verification_not_pending: the body carries the verification's status (SPEC §4.1)
+  // in place of the HTTP status number, which the response line already gives.
+  if (!e.status.empty()) body["status"] = e.status;
+  if (!e.errors.empty()) {
+    json errors = json::array();
+    for (const FieldError& f : e.errors) errors.push_back({{"field", f.field}, {"message", f.message}});
+    body["errors"] = std::move(errors);
+  }
+  HttpResponse r = Json(info.http_status, body);
+  r.content_type = "application/problem+json";
+  if (e.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(e.retry_after_s));
+  if (e.code == ApiCode::kUnauthorized) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+ApiError Invalid(std::vector<FieldError> errors) {
+  ApiError e = MakeError(ApiCode::kInvalidRequest, errors.empty() ? "invalid request"
+                                                                  : errors.front().field + ": " +
+                                                                        errors.front().message);
+  e.errors = std::move(errors);
+  return e;
+}
+
+struct DepthExceeded : std::runtime_error {
+  DepthExceeded() : std::runtime_error("depth") {}
+};
+
+// Parses a JSON object body (an empty body is `{}` when `allow_empty`).
+ApiResult<json> ParseObject(const std::string& body, bool allow_empty) {
+  if (body.empty() && allow_empty) return json::object();
+  json j;
+  try {
+    j = json::parse(body, [](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxJsonDepth) throw DepthExceeded();
+      return true;
+    });
+  } catch (const DepthExceeded&) {
+    return Invalid({{"body", "JSON nested deeper than " + std::to_string(kMaxJsonDepth)}});
+  } catch (const json::exception&) {
+    return Invalid({{"body", "malformed JSON"}});
+  }
+  if (!j.is_object()) return Invalid({{"body", "must be a JSON object"}});
+  return j;
+}
+
+// Typed field access that collects every problem before answering.
+class Fields {
+ public:
+  explicit Fields(const json& j) : j_(j) {}
+
+  std::optional<std::string> String(const char* name, bool required, std::size_t max_len) {
+    seen_.push_back(name);
+    auto it = j_.find(name);
+    if (it == j_.end() || it->is_null()) {
+      if (required) errors_.push_back({name, "is required"});
+      return std::nullopt;
+    }
+    if (!it->is_string()) {
+      errors_.push_back({name, "must be a string"});
+      return std::nullopt;
+    }
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.empty() || s.size() > max_len) {
+      errors_.push_back({name, "must be 1.." + std::to_string(max_len) + " characters"});
+      return std::nullopt;
+    }
+    return s;
+  }
+
+  std::optional<int> Int(const char* name, int min, int max) {
+    seen_.push_back(name);
+    auto it = j_.find(name);
+    if (it == j_.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number_integer() || *it < min || *it > max) {
+      errors_.push_back(
+          {name, "must be an integer " + std::to_string(min) + ".." + std::to_string(max)});
+      return std::nullopt;
+    }
+    return it->get<int>();
+  }
+
+  const json* Raw(const char* name) {
+    seen_.push_back(name);
+    auto it = j_.find(name);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  void Add(std::string field, std::string message) {
+    errors_.push_back({std::move(field), std::move(message)});
+  }
+
+  // Unknown fields are refused, so a typo never passes silently.
+  ApiError Finish() {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (std::find(seen_.begin(), seen_.end(), it.key()) == seen_.end()) {
+        errors_.push_back({it.key(), "is not a known field"});
+      }
+    }
+    return errors_.empty() ? ApiError{} : Invalid(errors_);
+  }
+
+ private:
+  const json& j_;
+  std::vector<std::string> seen_;
+  std::vector<FieldError> errors_;
+};
+
+bool ValidId(std::string_view id) {
+  if (id.size() < 5 || id.size() > 64) return false;
+  for (unsigned char c : id) {
+    if (!std::isalnum(c) && c != '_') return false;
+  }
+  return true;
+}
+
+bool ValidLocale(const std::string& s) {
+  static const std::regex kLocale("[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}");
+  return std::regex_match(s, kLocale);
+}
+
+ApiResult<StartRequest> ParseStart(const HttpRequest& req) {
+  auto body = ParseObject(req.body, false);
+  if (!body.ok()) return body.error();
+  Fields f(*body);
+  StartRequest out;
+  if (auto to = f.String("to", true, 254)) out.to = *to;
+  if (auto ch = f.String("channel", false, 16)) {
+    if (IsKnownChannel(*ch)) {
+      out.channel = *ch;
+    } else {
+      f.Add("channel", "unknown channel '" + *ch + "'");
+    }
+  }
+  if (const json* wf = f.Raw("workflow")) {
+    if (!wf->is_array() || wf->empty() || wf->size() > 10) {
+      f.Add("workflow", "must be an array of 1..10 steps");
+    } else {
+      std::vector<WorkflowStep> steps;
+      for (std::size_t i = 0; i < wf->size(); ++i) {
+        const json& s = (*wf)[i];
+        const std::string where = "workflow[" + std::to_string(i) + "]";
+        if (!s.is_object()) {
+          f.Add(where, "must be an object");
+          continue;
+        }
+        Fields sf(s);
+        WorkflowStep step;
+        if (auto ch = sf.String("channel", true, 16)) {
+          if (!IsKnownChannel(*ch)) sf.Add("channel", "unknown channel '" + *ch + "'");
+          step.channel = *ch;
+        }
+        step.timeout_s = sf.Int("timeout_s", 1, 86400).value_or(60);
+        if (auto to = sf.String("to", false, 254)) step.to = *to;
+        ApiError e = sf.Finish();
+        for (const FieldError& fe : e.errors) f.Add(where + "." + fe.field, fe.message);
+        steps.push_back(std::move(step));
+      }
+      out.workflow = std::move(steps);
+    }
+  }
+  if (out.channel && out.workflow) f.Add("channel", "give channel or workflow, not both");
+  if (auto locale = f.String("locale", false, 35)) {
+    if (ValidLocale(*locale)) {
+      out.locale = *locale;
+    } else {
+      f.Add("locale", "must be a language tag like \"en\" or \"el-GR\"");
+    }
+  }
+  out.code_length = f.Int("code_length", 4, 10);
+  out.ttl_s = f.Int("ttl_s", 60, 86400);
+  if (const json* md = f.Raw("metadata")) {
+    if (!md->is_object()) {
+      f.Add("metadata", "must be an object");
+    } else {
+      out.metadata_json = md->dump();
+      if (out.metadata_json.size() > 4096) f.Add("metadata", "must be at most 4 KiB");
+    }
+  }
+  ApiError e = f.Finish();
+  if (!e.ok()) return e;
+  const std::string_view key = req.Header("idempotency-key");
+  if (!key.empty()) {
+    if (key.size() > 255) return Invalid({{"Idempotency-Key", "must be at most 255 characters"}});
+    out.idempotency_key = std::string(key);
+    out.body_hash = otp::HexEncode(otp::Sha256(body->dump()));
+  }
+  return out;
+}
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Api::Api(Store& store, AppService& apps, VerificationService& verifications, Metrics& metrics,
+         otp::Clock& clock, ApiOptions options)
+    : store_(store),
+      apps_(apps),
+      verifications_(verifications),
+      metrics_(metrics),
+      clock_(clock),
+      options_(std::move(options)) {}
+
+const std::vector<RouteInfo>& Api::Routes() { return kRoutes; }
+
+HttpResponse Api::Handle(const HttpRequest& request) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::vector<std::string> parts = Split(request.path);
+  const RouteInfo* route = nullptr;
+  bool path_known = false;
+  std::vector<std::string> params;
+  for (const RouteInfo& r : kRoutes) {
+    std::vector<std::string> p;
+    if (!Match(r.path, parts, &p)) continue;
+    path_known = true;
+    if (request.method == r.method) {
+      route = &r;
+      params = std::move(p);
+      break;
+    }
+  }
+  HttpResponse response;
+  if (route == nullptr) {
+    response = path_known ? Problem(MakeError(ApiCode::kInvalidRequest, "method not allowed"))
+                          : Problem(MakeError(ApiCode::kNotFound, "no such route"));
+    if (path_known) response.status = 405;
+  } else {
+    try {
+      response = Dispatch(request, *route, params);
+    } catch (const std::exception& e) {
+      spdlog::error(R"("event":"handler_exception","route":"{}")", route->path);
+      response = Problem(MakeError(ApiCode::kInternal, "internal error"));
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const std::string route_name = route != nullptr ? route->path : "unmatched";
+  metrics_.RecordRequest(request.method, route_name, response.status, seconds);
+  if (options_.log_requests) {
+    spdlog::info(R"("event":"request","method":"{}","route":"{}","status":{},"ms":{:.2f})",
+                 route != nullptr ? route->method : "-", route_name, response.status,
+                 seconds * 1000);
+  }
+  return response;
+}
+
+HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
+                           const std::vector<std::string>& params) {
+  const std::string path = route.path;
+  if (path == "/healthz") return Json(200, {{"status", "ok"}});
+  if (path == "/readyz") {
+    Status s = store_.Ping();
+    if (!s.ok()) return Problem(MakeError(ApiCode::kUnavailable, "the store is unreachable"));
+    return Json(200, {{"status", "ready"}});
+  }
+  if (path == "/metrics") {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = metrics_.Render();
+    return r;
+  }
+  if (path == "/openapi.json") {
+    HttpResponse r;
+    r.body = OpenApiDocument();
+    return r;
+  }
+  if (path == "/dev/inbox") {
+    if (options_.inbox_path.empty()) return Problem(MakeError(ApiCode::kNotFound, "no such route"));
+    return Inbox();
+  }
+
+  // Everything below needs an app.
+  const std::string_view auth = req.Header("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
+    return Problem(MakeError(ApiCode::kUnauthorized, "missing Authorization: Bearer <api_key>"));
+  }
+  auto app = apps_.Authenticate(auth.substr(kBearer.size()));
+  if (!app.ok()) {
+    if (app.status().code() == otp::StatusCode::kNotFound) {
+      return Problem(MakeError(ApiCode::kUnauthorized, "unknown or revoked API key"));
+    }
+    return Problem(FromStoreStatus(app.status()));
+  }
+  if (!params.empty() && !ValidId(params[0])) {
+    return Problem(MakeError(ApiCode::kNotFound, "no such verification"));
+  }
+
+  if (path == "/v1/verifications") {
+    auto start = ParseStart(req);
+    if (!start.ok()) return Problem(start.error());
+    auto answer = verifications_.Start(*app, *start);
+    if (!answer.ok()) return Problem(answer.error());
+    HttpResponse r;
+    r.status = answer->http_status;
+    r.body = answer->body;
+    r.headers.emplace_back("Cache-Control", "no-store");
+    json j = json::parse(r.body, nullptr, false);
+    if (j.is_object()) {
+      r.headers.emplace_back("Location", "/v1/verifications/" + j.value("id", ""));
+      metrics_.VerificationStarted(j.value("channel", ""));
+    }
+    return r;
+  }
+  if (path == "/v1/verifications/check" || path == "/v1/verifications/{id}/check") {
+    auto body = ParseObject(req.body, false);
+    if (!body.ok()) return Problem(body.error());
+    Fields f(*body);
+    const bool by_recipient = params.empty();
+    std::optional<std::string> to;
+    if (by_recipient) to = f.String("to", true, 254);
+    auto code = f.String("code", true, 64);
+    ApiError e = f.Finish();
+    if (!e.ok()) return Problem(e);
+    auto answer = by_recipient ? verifications_.CheckByRecipient(*app, *to, *code)
+                               : verifications_.Check(*app, params[0], *code);
+    if (!answer.ok()) return Problem(answer.error());
+    if (answer->valid) {
+      auto v = store_.GetVerification(app->id, answer->id);
+      metrics_.VerificationApproved(v.ok() ? v->channel : "");
+    }
+    return Json(200, {{"id", answer->id},
+                      {"status", answer->status},
+                      {"valid", answer->valid},
+                      {"remaining_checks", answer->remaining_checks}});
+  }
+  ApiResult<Verification> result = MakeError(ApiCode::kInternal, "unreachable");
+  if (path == "/v1/verifications/{id}") {
+    result = verifications_.Get(*app, params[0]);
+  } else if (path == "/v1/verifications/{id}/resend") {
+    auto body = ParseObject(req.body, true);
+    if (!body.ok()) return Problem(body.error());
+    Fields f(*body);
+    std::optional<std::string> channel = f.String("channel", false, 16);
+    if (channel && !IsKnownChannel(*channel)) f.Add("channel", "unknown channel '" + *channel + "'");
+    ApiError e = f.Finish();
+    if (!e.ok()) return Problem(e);
+    result = verifications_.Resend(*app, params[0], channel);
+  } else if (path == "/v1/verifications/{id}/cancel") {
+    auto body = ParseObject(req.body, true);
+    if (!body.ok()) return Problem(body.error());
+    ApiError e = Fields(*body).Finish();
+    if (!e.ok()) return Problem(e);
+    result = verifications_.Cancel(*app, params[0]);
+  }
+  if (!result.ok()) return Problem(result.error());
+  return Json(200, VerificationJson(*result));
+}
+
+HttpResponse Api::Inbox() const {
+  // The newest 50 messages of the log provider, newest first. Development only:
+  // served only on a loopback listener with a log provider configured.
+  std::deque<std::string> lines;
+  std::ifstream in(options_.inbox_path);
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(std::move(line));
+    if (lines.size() > 50) lines.pop_front();
+  }
+  std::string rows;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    json m = json::parse(*it, nullptr, false);
+    if (!m.is_object()) continue;
+    rows += "<tr><td>" + HtmlEscape(m.value("at", "")) + "</td><td>" +
+            HtmlEscape(m.value("channel", "")) + "</td><td>" + HtmlEscape(m.value("to", "")) +
+            "</td><td><code>" + HtmlEscape(m.value("code", "")) + "</code></td><td>" +
+            HtmlEscape(m.value("text", "")) + "</td><td>" +
+            HtmlEscape(m.value("verification_id", "")) + "</td></tr>\n";
+  }
+  HttpResponse r;
+  r.content_type = "text/html; charset=utf-8";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  r.body =
+      "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" "
+      "content=\"5\"><title>otpd dev inbox</title><style>body{font-family:sans-serif;margin:2em}"
+      "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+      "code{font-size:1.2em}</style></head><body><h1>otpd dev inbox</h1><p>Messages written by "
+      "the <code>log</code> provider to <code>" +
+      HtmlEscape(options_.inbox_path) +
+      "</code>, newest first (refreshes every 5 s). Development only.</p><table><tr><th>at</th>"
+      "<th>channel</th><th>to</th><th>code</th><th>text</th><th>verification</th></tr>\n" +
+      rows + "</table></body></html>\n";
+  return r;
+}
+
+}  // namespace otpd

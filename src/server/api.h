@@ -1,0 +1,55 @@
+// The HTTP API of otpd (SPEC §4, §7) as a plain function from request to
+// response: routing, authentication, JSON validation, problem+json errors,
+// metrics. No sockets here, so every path is unit-testable.
+// Thread-safe: Handle may run on many threads at once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+#include "otp/clock.h"
+#include "server/metrics.h"
+#include "service/apps.h"
+#include "service/verifications.h"
+
+namespace otpd {
+
+struct RouteInfo {
+  const char* method;
+  const char* path;  // OpenAPI style: "/v1/verifications/{id}"
+  bool authenticated;
+};
+
+struct ApiOptions {
+  std::string inbox_path;  // the log provider's file when /dev/inbox is served; "" = off
+  bool log_requests = true;
+};
+
+class Api {
+ public:
+  Api(Store& store, AppService& apps, VerificationService& verifications, Metrics& metrics,
+      otp::Clock& clock, ApiOptions options);
+
+  HttpResponse Handle(const HttpRequest& request);
+
+  // Every route the API serves (checked against docs/openapi.json by a test).
+  static const std::vector<RouteInfo>& Routes();
+
+ private:
+  HttpResponse Dispatch(const HttpRequest& request, const RouteInfo& route,
+                        const std::vector<std::string>& params);
+  HttpResponse Inbox() const;
+
+  Store& store_;
+  AppService& apps_;
+  VerificationService& verifications_;
+  Metrics& metrics_;
+  otp::Clock& clock_;
+  ApiOptions options_;
+};
+
+// The OpenAPI document served at /openapi.json (embedded at build time).
+const std::string& OpenApiDocument();
+
+}  // namespace otpd

@@ -1,0 +1,15 @@
+// Structured logs: one JSON object per line on stderr, UTC timestamps.
+// Callers pass the JSON members ("\"event\":\"x\",...") as the message;
+// every value that comes from input goes through JsonText so a log line can
+// never be forged (SECURITY.md 32). No code, key or full number is ever logged.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace otpd {
+
+// Installs the JSON-lines logger as spdlog's default. `level`: "info", "debug", ...
+void SetUpLogging(const std::string& level);
+
+}  // namespace otpd
