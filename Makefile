@@ -1,0 +1,43 @@
+# otpd — the two commands a newcomer needs are `make run` and `make test`.
+#   make run    install dependencies, build (release), start otpd on its defaults
+#   make test   install dependencies, build (dev, warnings as errors), run every test
+#   make build  build the release binaries only
+#   make bench  libotp micro-benchmarks and the HTTP load benchmark (figures, not pass/fail)
+#   make asan   build and run the unit tests under AddressSanitizer + UBSan
+#   make format apply clang-format to every source file
+
+JOBS ?= $(shell nproc)
+export CTEST_OUTPUT_ON_FAILURE = 1
+
+.PHONY: deps build run test asan bench format clean
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j $(JOBS)
+
+run: build
+	@mkdir -p otpd-data
+	./build/release/apps/otpd $(if $(CONFIG),--config $(CONFIG),)
+
+test: deps
+	cmake --preset dev >/dev/null
+	cmake --build --preset dev -j $(JOBS)
+	ctest --preset dev -j $(JOBS) --timeout 600
+
+asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS) --timeout 900 -L unit
+
+bench: build
+	./build/release/bench/otp_bench
+	bench/load.sh
+
+format:
+	find include src apps bench tests -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+clean:
+	rm -rf build
