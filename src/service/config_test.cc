@@ -1,2 +1,86 @@
+#include "service/config.h"
+
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) { SUCCEED(); }
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace otpd {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  static int n = 0;
+  auto path = std::filesystem::temp_directory_path() /
+              ("otpd_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(++n) + ".toml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+TEST(ConfigTest, DefaultsWithNoFile) {
+  auto c = LoadConfig("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->listen, "127.0.0.1:8080");
+  EXPECT_EQ(c->store_url, "sqlite://otpd-data/otpd.db");
+  EXPECT_EQ(c->master_key_file, "otpd-data/master.key");
+  EXPECT_EQ(c->max_body_bytes, 65536u);
+  ASSERT_EQ(c->providers.size(), 1u);
+  EXPECT_EQ(c->providers[0].type, "log");
+  EXPECT_EQ(c->providers[0].channels.size(), 7u);
+  EXPECT_TRUE(c->ListenIsLoopback());
+}
+
+TEST(ConfigTest, FileAndEnvironment) {
+  const std::string path = WriteTemp(R"(
+[server]
+listen = "0.0.0.0:9090"
+max_body_bytes = 4096
+[store]
+url = "sqlite:///tmp/x.db"
+[[provider]]
+name = "a"
+type = "log"
+channels = ["sms"]
+path = "/tmp/a.jsonl"
+window = 10
+[[provider]]
+name = "b"
+type = "log"
+channels = ["email"]
+)");
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ListenHost(), "0.0.0.0");
+  EXPECT_EQ(c->ListenPort(), 9090);
+  EXPECT_FALSE(c->ListenIsLoopback());
+  EXPECT_EQ(c->max_body_bytes, 4096u);
+  ASSERT_EQ(c->providers.size(), 2u);
+  EXPECT_EQ(c->providers[0].options.at("path"), "/tmp/a.jsonl");
+  EXPECT_EQ(c->providers[0].options.at("window"), "10");
+  ::setenv("OTPD_LISTEN", "[::1]:7070", 1);
+  ::setenv("OTPD_STORE_URL", "sqlite://y.db", 1);
+  c = LoadConfig(path);
+  ::unsetenv("OTPD_LISTEN");
+  ::unsetenv("OTPD_STORE_URL");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->ListenHost(), "::1");
+  EXPECT_EQ(c->ListenPort(), 7070);
+  EXPECT_TRUE(c->ListenIsLoopback());
+  EXPECT_EQ(c->store_url, "sqlite://y.db");
+}
+
+TEST(ConfigTest, BadFilesNameTheProblem) {
+  auto c = LoadConfig(WriteTemp("[server\nlisten="));
+  EXPECT_FALSE(c.ok());
+  c = LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"fax\"]\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("fax"), std::string::npos);
+  c = LoadConfig(WriteTemp("[server]\nlisten=\"nohost\"\n"));
+  EXPECT_FALSE(c.ok());
+  c = LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
+                           "[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"));
+  EXPECT_FALSE(c.ok());
+}
+
+}  // namespace
+}  // namespace otpd

@@ -1,2 +1,360 @@
+// VerificationService and Dispatcher over the memory store, with an injected
+// clock and scripted providers: every status and error path of SPEC §4.1 that
+// this service covers, and failover decisions, without sockets or sleeping.
+#include "service/verifications.h"
+
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
-TEST(Placeholder, Builds) { SUCCEED(); }
+
+#include "service/apps.h"
+#include "service/dispatcher.h"
+#include "service/messages.h"
+#include "store/memory/memory_store.h"
+
+namespace otpd {
+namespace {
+
+using std::chrono::seconds;
+
+// A provider that records messages and fails while told to.
+class ScriptedProvider : public ChannelProvider {
+ public:
+  otp::Result<SendReceipt> Send(const OutboundMessage& m) override {
+    if (fail) return otp::Unavailable("scripted failure");
+    sent.push_back(m);
+    return SendReceipt{"msg-" + std::to_string(sent.size())};
+  }
+  bool fail = false;
+  std::vector<OutboundMessage> sent;
+};
+
+ProviderConfig Cfg(std::string name, std::vector<std::string> channels) {
+  return ProviderConfig{std::move(name), "scripted", std::move(channels), {}};
+}
+
+class VerificationsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_.Register("scripted", [this](const ProviderConfig& c, otp::Clock&)
+                                       -> otp::Result<std::unique_ptr<ChannelProvider>> {
+      auto p = std::make_unique<ScriptedProvider>();
+      by_name_[c.name] = p.get();
+      return std::unique_ptr<ChannelProvider>(std::move(p));
+    });
+    auto set = ProviderSet::Create(
+        {Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}), Cfg("mail", {"email"}),
+         Cfg("voice", {"voice"})},
+        registry_, clock_);
+    ASSERT_TRUE(set.ok());
+    providers_ = std::make_unique<ProviderSet>(std::move(set).value());
+    service_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
+                                                     otp::SystemRandom());
+    dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_);
+    AppService apps(*store_, clock_, otp::SystemRandom());
+    app_ = apps.Create("shop", AppSettings{})->app;
+    other_ = apps.Create("other", AppSettings{})->app;
+  }
+
+  std::string StartId(StartRequest req) {
+    auto r = service_->Start(app_, req);
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().detail);
+    return nlohmann::json::parse(r->body)["id"];
+  }
+  StartRequest To(std::string to) {
+    StartRequest r;
+    r.to = std::move(to);
+    return r;
+  }
+  // Sends what is due and returns the last code sent by `provider`.
+  std::string Deliver(const std::string& provider = "sms1") {
+    dispatcher_->RunOnce();
+    const auto& sent = by_name_.at(provider)->sent;
+    return sent.empty() ? "" : sent.back().code;
+  }
+  std::string WrongCode(const std::string& code) {
+    std::string w = code;
+    w[0] = w[0] == '9' ? '0' : static_cast<char>(w[0] + 1);
+    return w;
+  }
+
+  otp::FakeClock clock_{1'700'000'000};
+  std::unique_ptr<Store> store_ = NewMemoryStore();
+  Secrets secrets_{MasterKey{1, 2, 3}};
+  ChannelRegistry registry_;
+  std::map<std::string, ScriptedProvider*> by_name_;
+  std::unique_ptr<ProviderSet> providers_;
+  std::unique_ptr<VerificationService> service_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  App app_;
+  App other_;
+};
+
+TEST_F(VerificationsTest, StartStoresPendingAndQueuesTheFirstSend) {
+  auto r = service_->Start(app_, To("+30 691 234 5678"));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->http_status, 201);
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["to"], "+306912345678");
+  EXPECT_EQ(j["status"], "pending");
+  EXPECT_EQ(j["locale"], "el");  // from the number's region
+  EXPECT_EQ(j["deliveries"][0]["status"], "queued");
+  EXPECT_EQ(j.dump().find("code_hash"), std::string::npos);
+  const std::string code = Deliver();
+  ASSERT_EQ(code.size(), 6u);
+  EXPECT_THAT(by_name_["sms1"]->sent.back().text, ::testing::HasSubstr(code));
+  auto v = service_->Get(app_, j["id"]);
+  EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
+  EXPECT_EQ(v->deliveries[0].provider, "sms1");
+  EXPECT_EQ(v->deliveries[0].provider_message_id, "msg-1");
+  EXPECT_EQ(v->code_hash.find(code), std::string::npos);
+}
+
+TEST_F(VerificationsTest, RecipientsAreValidatedPerChannel) {
+  EXPECT_EQ(service_->Start(app_, To("+1234")).error().code, ApiCode::kInvalidRecipient);
+  EXPECT_EQ(service_->Start(app_, To("not-a-number")).error().code, ApiCode::kInvalidRecipient);
+  StartRequest email = To("+306912345678");
+  email.channel = "email";
+  EXPECT_EQ(service_->Start(app_, email).error().code, ApiCode::kInvalidRecipient);
+  email.to = "Someone@Example.COM";
+  auto r = service_->Start(app_, email);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(nlohmann::json::parse(r->body)["to"], "Someone@example.com");
+  StartRequest push = To("+306912345678");
+  push.channel = "whatsapp";  // no provider carries it here
+  EXPECT_EQ(service_->Start(app_, push).error().code, ApiCode::kChannelNotAllowed);
+}
+
+TEST_F(VerificationsTest, WrongThenRightThenReplay) {
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  auto wrong = service_->Check(app_, id, WrongCode(code));
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_FALSE(wrong->valid);
+  EXPECT_EQ(wrong->remaining_checks, 4);
+  auto right = service_->Check(app_, id, code);
+  EXPECT_TRUE(right->valid);
+  EXPECT_EQ(right->status, kApproved);
+  auto replay = service_->Check(app_, id, code);
+  ASSERT_FALSE(replay.ok());
+  EXPECT_EQ(replay.error().code, ApiCode::kVerificationNotPending);
+  EXPECT_EQ(replay.error().status, kApproved);
+}
+
+TEST_F(VerificationsTest, FiveWrongCodesEndIt) {
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  for (int i = 1; i <= 5; ++i) {
+    auto r = service_->Check(app_, id, WrongCode(code));
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->status, i < 5 ? kPending : kMaxChecksReached);
+  }
+  EXPECT_EQ(service_->Check(app_, id, code).error().status, kMaxChecksReached);
+}
+
+TEST_F(VerificationsTest, Security2_ExpiresAtPlusOneSecondIsRefused) {
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  auto v = service_->Get(app_, id);
+  clock_.Set(otp::ToUnixSeconds(v->expires_at) + 1);
+  auto r = service_->Check(app_, id, code);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, ApiCode::kVerificationNotPending);
+  EXPECT_EQ(r.error().status, kExpired);
+  EXPECT_EQ(service_->Get(app_, id)->status, kExpired);
+}
+
+TEST_F(VerificationsTest, Security2_DefaultLifetimeIsTenMinutes) {
+  const std::string id = StartId(To("+306912345678"));
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->expires_at - v->created_at, seconds(600));
+}
+
+TEST_F(VerificationsTest, Security3_ACodeOnlyWorksForItsOwnVerification) {
+  const std::string a = StartId(To("+306912345678"));
+  const std::string code_a = Deliver();
+  const std::string b = StartId(To("+306912345679"));
+  const std::string code_b = Deliver();
+  if (code_a == code_b) GTEST_SKIP() << "the two random codes collided (1 in 10^6)";
+  EXPECT_FALSE(service_->Check(app_, b, code_a)->valid);
+  EXPECT_TRUE(service_->Check(app_, a, code_a)->valid);
+}
+
+TEST_F(VerificationsTest, Security23_AnotherAppsVerificationIsNotFound) {
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  EXPECT_EQ(service_->Get(other_, id).error().code, ApiCode::kNotFound);
+  EXPECT_EQ(service_->Check(other_, id, code).error().code, ApiCode::kNotFound);
+  EXPECT_EQ(service_->Resend(other_, id, std::nullopt).error().code, ApiCode::kNotFound);
+  EXPECT_EQ(service_->Cancel(other_, id).error().code, ApiCode::kNotFound);
+  EXPECT_EQ(service_->CheckByRecipient(other_, "+306912345678", code).error().code,
+            ApiCode::kNotFound);
+  EXPECT_EQ(service_->Get(app_, id)->check_count, 0);  // nothing was spent
+}
+
+TEST_F(VerificationsTest, Security5_ResendKeepsTheCodeAndNeverResetsChecks) {
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  ASSERT_TRUE(service_->Check(app_, id, WrongCode(code)).ok());
+  auto early = service_->Resend(app_, id, std::nullopt);
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().code, ApiCode::kRateLimited);
+  EXPECT_EQ(early.error().retry_after_s, 30);
+  clock_.Advance(seconds(30));
+  auto again = service_->Resend(app_, id, std::nullopt);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->send_count, 2);
+  EXPECT_EQ(again->check_count, 1);
+  EXPECT_EQ(Deliver(), code);
+  // On another channel: voice carries the same code.
+  clock_.Advance(seconds(30));
+  ASSERT_TRUE(service_->Resend(app_, id, "voice").ok());
+  EXPECT_EQ(Deliver("voice"), code);
+  EXPECT_THAT(by_name_["voice"]->sent.back().text, ::testing::HasSubstr(SpokenCode(code)));
+}
+
+TEST_F(VerificationsTest, Security6_FiveSendsPerVerification) {
+  const std::string id = StartId(To("+306912345678"));
+  for (int i = 2; i <= 5; ++i) {
+    clock_.Advance(seconds(30));
+    ASSERT_TRUE(service_->Resend(app_, id, std::nullopt).ok()) << i;
+  }
+  clock_.Advance(seconds(30));
+  EXPECT_EQ(service_->Resend(app_, id, std::nullopt).error().code, ApiCode::kMaxSendsReached);
+}
+
+TEST_F(VerificationsTest, Security6_FiveStartsPerRecipientPerTenMinutes) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(service_->Start(app_, To("+306912345678")).ok());
+  auto sixth = service_->Start(app_, To("+306912345678"));
+  ASSERT_FALSE(sixth.ok());
+  EXPECT_EQ(sixth.error().code, ApiCode::kRateLimited);
+  EXPECT_GT(sixth.error().retry_after_s, 0);
+  EXPECT_TRUE(service_->Start(app_, To("+306912345679")).ok());   // another recipient
+  EXPECT_TRUE(service_->Start(other_, To("+306912345678")).ok());  // another app
+  clock_.Advance(seconds(601));
+  EXPECT_TRUE(service_->Start(app_, To("+306912345678")).ok());
+}
+
+TEST_F(VerificationsTest, CancelDropsPendingSteps) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"email", 60, "a@example.com"}};
+  const std::string id = StartId(req);
+  Deliver();
+  auto c = service_->Cancel(app_, id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->status, kCanceled);
+  EXPECT_EQ(c->deliveries.back().status, kDeliveryCanceled);
+  clock_.Advance(seconds(120));
+  Deliver();
+  EXPECT_TRUE(by_name_["mail"]->sent.empty());
+  EXPECT_EQ(service_->Cancel(app_, id).error().status, kCanceled);
+  EXPECT_EQ(service_->Resend(app_, id, std::nullopt).error().code,
+            ApiCode::kVerificationNotPending);
+}
+
+TEST_F(VerificationsTest, ProviderFailoverWithinAChannel) {
+  by_name_["sms1"]->fail = true;
+  const std::string id = StartId(To("+306912345678"));
+  const std::string code = Deliver("sms2");
+  EXPECT_EQ(code.size(), 6u);
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->deliveries[0].provider, "sms2");
+  EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
+}
+
+TEST_F(VerificationsTest, ChannelFailoverWhenEveryProviderFails) {
+  by_name_["sms1"]->fail = by_name_["sms2"]->fail = true;
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"email", 60, "a@example.com"}};
+  const std::string id = StartId(req);
+  dispatcher_->RunOnce();  // sms fails on both providers; email is due at once
+  const std::string code = Deliver("mail");
+  ASSERT_EQ(code.size(), 6u);
+  EXPECT_EQ(by_name_["mail"]->sent.back().to, "a@example.com");
+  auto v = service_->Get(app_, id);
+  ASSERT_EQ(v->deliveries.size(), 2u);
+  EXPECT_EQ(v->deliveries[0].status, kDeliveryFailed);
+  EXPECT_EQ(v->deliveries[1].status, kDeliverySent);
+  EXPECT_TRUE(service_->Check(app_, id, code)->valid);
+}
+
+TEST_F(VerificationsTest, NextStepFiresOnTimeoutWithTheSameCode) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  const std::string id = StartId(req);
+  const std::string code = Deliver();
+  clock_.Advance(seconds(59));
+  Deliver();
+  EXPECT_TRUE(by_name_["voice"]->sent.empty());
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(Deliver("voice"), code);
+  EXPECT_EQ(service_->Get(app_, id)->channel, "sms");  // the first channel started it
+}
+
+TEST_F(VerificationsTest, ApprovalBeforeTheTimeoutStopsTheWorkflow) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  const std::string id = StartId(req);
+  const std::string code = Deliver();
+  ASSERT_TRUE(service_->Check(app_, id, code)->valid);
+  clock_.Advance(seconds(120));
+  Deliver();
+  EXPECT_TRUE(by_name_["voice"]->sent.empty());
+}
+
+TEST_F(VerificationsTest, UndeliverableWhenEveryStepFails) {
+  by_name_["sms1"]->fail = by_name_["sms2"]->fail = true;
+  by_name_["mail"]->fail = true;
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"email", 60, "a@example.com"}};
+  const std::string id = StartId(req);
+  dispatcher_->RunOnce();
+  dispatcher_->RunOnce();
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->status, kUndeliverable);
+  EXPECT_EQ(service_->Check(app_, id, "123456").error().status, kUndeliverable);
+}
+
+TEST_F(VerificationsTest, IdempotentStart) {
+  StartRequest req = To("+306912345678");
+  req.idempotency_key = "k-1";
+  req.body_hash = "h1";
+  auto first = service_->Start(app_, req);
+  auto second = service_->Start(app_, req);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->body, second->body);
+  dispatcher_->RunOnce();
+  EXPECT_EQ(by_name_["sms1"]->sent.size(), 1u);
+  req.body_hash = "h2";
+  EXPECT_EQ(service_->Start(app_, req).error().code, ApiCode::kIdempotencyKeyReused);
+  // Keys are per app.
+  EXPECT_TRUE(service_->Start(other_, req).ok());
+  // And last 24 hours.
+  clock_.Advance(std::chrono::hours(25));
+  EXPECT_TRUE(service_->Start(app_, req).ok());
+}
+
+TEST_F(VerificationsTest, CheckByRecipientUsesTheNewestPending) {
+  StartId(To("+306912345678"));
+  Deliver();
+  const std::string newer = StartId(To("+306912345678"));
+  const std::string code = Deliver();
+  auto r = service_->CheckByRecipient(app_, "+30 6912345678", code);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->id, newer);
+  EXPECT_TRUE(r->valid);
+  EXPECT_EQ(service_->CheckByRecipient(app_, "+306912345670", code).error().code,
+            ApiCode::kNotFound);
+}
+
+TEST_F(VerificationsTest, CodeLengthAndLocaleFromTheRequest) {
+  StartRequest req = To("+306912345678");
+  req.code_length = 8;
+  req.locale = "de-AT";
+  const std::string id = StartId(req);
+  EXPECT_EQ(Deliver().size(), 8u);
+  EXPECT_EQ(service_->Get(app_, id)->locale, "de");
+  EXPECT_THAT(by_name_["sms1"]->sent.back().text, ::testing::HasSubstr("Bestätigungscode"));
+}
+
+}  // namespace
+}  // namespace otpd
