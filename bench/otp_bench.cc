@@ -31,6 +31,26 @@ namespace {
 const std::vector<std::uint8_t> kSecret = {'1', '2', '3', '4', '5', '6', '7', '8', '9', '0',
                                            '1', '2', '3', '4', '5', '6', '7', '8', '9', '0'};
 
+// RFC 4226 §5.3 dynamic truncation, reduced to 6 digits.
+std::uint32_t TruncateTo6Digits(const unsigned char* mac, std::size_t len) {
+  const unsigned off = mac[len - 1] & 0x0f;
+  const std::uint32_t value = ((std::uint32_t{mac[off]} & 0x7f) << 24) |
+                              (std::uint32_t{mac[off + 1]} << 16) |
+                              (std::uint32_t{mac[off + 2]} << 8) | mac[off + 3];
+  return value % 1'000'000;
+}
+
+// The SHA-1 chaining value of `ctx` as the big-endian digest bytes.
+void StoreSha1State(const SHA_CTX& ctx, unsigned char* out) {
+  const SHA_LONG h[5] = {ctx.h0, ctx.h1, ctx.h2, ctx.h3, ctx.h4};
+  for (int w = 0; w < 5; ++w) {
+    out[4 * w] = static_cast<unsigned char>(h[w] >> 24);
+    out[4 * w + 1] = static_cast<unsigned char>(h[w] >> 16);
+    out[4 * w + 2] = static_cast<unsigned char>(h[w] >> 8);
+    out[4 * w + 3] = static_cast<unsigned char>(h[w]);
+  }
+}
+
 otp::HotpKey MakeKey() {
   return std::move(otp::HotpKey::Create(kSecret, otp::HashAlgorithm::kSha1)).value();
 }
@@ -113,34 +133,25 @@ void BM_RawOpenSslHotp(benchmark::State& state) {
   outer_block[62] = (84 * 8) >> 8;
   outer_block[63] = (84 * 8) & 0xff;
 
-  std::uint64_t counter = 0;
-  for (auto _ : state) {
-    std::uint64_t c = counter++;
+  auto code_for = [&](std::uint64_t c) {
     for (int i = 7; i >= 0; --i, c >>= 8) inner_block[i] = static_cast<unsigned char>(c);
     SHA_CTX ctx = inner;
     SHA1_Transform(&ctx, inner_block);
-    const SHA_LONG h[5] = {ctx.h0, ctx.h1, ctx.h2, ctx.h3, ctx.h4};
-    for (int w = 0; w < 5; ++w) {
-      outer_block[4 * w] = static_cast<unsigned char>(h[w] >> 24);
-      outer_block[4 * w + 1] = static_cast<unsigned char>(h[w] >> 16);
-      outer_block[4 * w + 2] = static_cast<unsigned char>(h[w] >> 8);
-      outer_block[4 * w + 3] = static_cast<unsigned char>(h[w]);
-    }
+    StoreSha1State(ctx, outer_block);
     ctx = outer;
     SHA1_Transform(&ctx, outer_block);
     unsigned char mac[20];
-    const SHA_LONG g[5] = {ctx.h0, ctx.h1, ctx.h2, ctx.h3, ctx.h4};
-    for (int w = 0; w < 5; ++w) {
-      mac[4 * w] = static_cast<unsigned char>(g[w] >> 24);
-      mac[4 * w + 1] = static_cast<unsigned char>(g[w] >> 16);
-      mac[4 * w + 2] = static_cast<unsigned char>(g[w] >> 8);
-      mac[4 * w + 3] = static_cast<unsigned char>(g[w]);
-    }
-    const unsigned off = mac[19] & 0x0f;
-    std::uint32_t code = ((std::uint32_t{mac[off]} & 0x7f) << 24) |
-                         (std::uint32_t{mac[off + 1]} << 16) | (std::uint32_t{mac[off + 2]} << 8) |
-                         mac[off + 3];
-    code %= 1'000'000;
+    StoreSha1State(ctx, mac);
+    return TruncateTo6Digits(mac, sizeof mac);
+  };
+  if (code_for(0) != 755224) {  // RFC 4226 App. D
+    state.SkipWithError("raw loop computes wrong codes");
+    return;
+  }
+
+  std::uint64_t counter = 0;
+  for (auto _ : state) {
+    std::uint32_t code = code_for(counter++);
     benchmark::DoNotOptimize(code);
   }
 }
@@ -152,8 +163,15 @@ void BM_LiboathHotp(benchmark::State& state) {
     return;
   }
   const char* secret = reinterpret_cast<const char*>(kSecret.data());
-  std::uint64_t counter = 0;
   char code[7];
+  if (oath_hotp_generate(secret, kSecret.size(), 0, 6, false, OATH_HOTP_DYNAMIC_TRUNCATION, code) !=
+          OATH_OK ||
+      std::strcmp(code, "755224") != 0) {
+    state.SkipWithError("liboath computes wrong codes");
+    oath_done();
+    return;
+  }
+  std::uint64_t counter = 0;
   for (auto _ : state) {
     if (oath_hotp_generate(secret, kSecret.size(), counter++, 6, false,
                            OATH_HOTP_DYNAMIC_TRUNCATION, code) != OATH_OK) {
@@ -175,11 +193,7 @@ void BM_OneShotHmacHotp(benchmark::State& state) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     HMAC(EVP_sha1(), kSecret.data(), static_cast<int>(kSecret.size()), msg, sizeof msg, mac, &len);
-    const unsigned off = mac[len - 1] & 0x0f;
-    std::uint32_t code = ((std::uint32_t{mac[off]} & 0x7f) << 24) |
-                         (std::uint32_t{mac[off + 1]} << 16) | (std::uint32_t{mac[off + 2]} << 8) |
-                         mac[off + 3];
-    code %= 1'000'000;
+    std::uint32_t code = TruncateTo6Digits(mac, len);
     benchmark::DoNotOptimize(code);
   }
 }

@@ -10,7 +10,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "core/crypto_internal.h"
+#include "core/internal.h"
 
 namespace otp {
 namespace {
@@ -51,13 +51,6 @@ int Base64Value(char c, bool& url) {
   url = (c == '-' || c == '_');
   if (c == '+' || c == '-') return 62;
   if (c == '/' || c == '_') return 63;
-  return -1;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
@@ -143,8 +136,8 @@ std::optional<std::vector<std::uint8_t>> HexDecode(std::string_view text) {
   std::vector<std::uint8_t> out;
   out.reserve(text.size() / 2);
   for (std::size_t i = 0; i < text.size(); i += 2) {
-    const int hi = HexValue(text[i]);
-    const int lo = HexValue(text[i + 1]);
+    const int hi = internal::HexDigitValue(text[i]);
+    const int lo = internal::HexDigitValue(text[i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out.push_back(static_cast<std::uint8_t>((hi << 4) | lo));
   }

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/crypto_internal.h"
+#include "core/internal.h"
 #include "core/test_util.h"
 
 namespace otp {

@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <variant>
 
+#include "core/internal.h"
 #include "otp/crypto.h"
 
 namespace otp {
@@ -151,24 +152,18 @@ std::uint32_t TruncatedHmac(const HmacStates<H>& states, std::uint64_t counter) 
          (std::uint32_t{digest[offset + 2]} << 8) | std::uint32_t{digest[offset + 3]};
 }
 
-bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-
 void CheckDigits(int digits) {
   if (digits < 6 || digits > 10) throw std::invalid_argument("otp: HOTP digits must be 6..10");
 }
 
 }  // namespace
 
+static_assert(static_cast<int>(HashAlgorithm::kSha1) == 0 &&
+              static_cast<int>(HashAlgorithm::kSha256) == 1 &&
+              static_cast<int>(HashAlgorithm::kSha512) == 2);
+
 struct HotpKey::State {
-  // The variant's index is the HashAlgorithm.
+  // The variant's index is the HashAlgorithm (see the static_assert above).
   std::variant<HmacStates<Sha1Traits>, HmacStates<Sha256Traits>, HmacStates<Sha512Traits>> states;
 
   ~State() {
@@ -190,7 +185,7 @@ const char* HashAlgorithmName(HashAlgorithm alg) {
 
 Result<HashAlgorithm> ParseHashAlgorithm(std::string_view name) {
   for (HashAlgorithm alg : {HashAlgorithm::kSha1, HashAlgorithm::kSha256, HashAlgorithm::kSha512}) {
-    if (EqualsIgnoringCase(name, HashAlgorithmName(alg))) return alg;
+    if (internal::EqualsIgnoringAsciiCase(name, HashAlgorithmName(alg))) return alg;
   }
   return InvalidArgument("unknown hash algorithm (want SHA1, SHA256 or SHA512)");
 }
@@ -240,14 +235,7 @@ std::string HotpKey::Generate(std::uint64_t counter, int digits) const {
 
 std::string FormatCode(std::uint32_t value, int digits) {
   if (digits < 1 || digits > 10) throw std::invalid_argument("otp: code digits must be 1..10");
-  std::uint64_t modulus = 1;
-  for (int i = 0; i < digits; ++i) modulus *= 10;
-  std::uint64_t v = value % modulus;
-  std::string out(static_cast<std::size_t>(digits), '0');
-  for (auto it = out.rbegin(); it != out.rend(); ++it, v /= 10) {
-    *it = static_cast<char>('0' + v % 10);
-  }
-  return out;
+  return internal::ZeroPaddedDecimal(value, digits);
 }
 
 std::optional<std::uint64_t> HotpVerify(const HotpKey& key, std::string_view code,

@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <stdexcept>
-
 #include "core/test_util.h"
 
 namespace otp {
@@ -14,11 +12,7 @@ namespace {
 
 using testing::Bytes;
 
-HotpKey MustKey(std::span<const std::uint8_t> secret, HashAlgorithm alg = HashAlgorithm::kSha1) {
-  Result<HotpKey> key = HotpKey::Create(secret, alg);
-  if (!key.ok()) throw std::runtime_error(key.status().ToString());
-  return std::move(key).value();
-}
+using testing::MustKey;
 
 const std::vector<std::uint8_t> kRfcSecret = Bytes("12345678901234567890");
 

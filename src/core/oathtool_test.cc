@@ -40,18 +40,6 @@ std::optional<std::vector<std::string>> Oathtool(const std::string& args) {
   return lines;
 }
 
-const char* OathtoolMode(HashAlgorithm alg) {
-  switch (alg) {
-    case HashAlgorithm::kSha1:
-      return "sha1";
-    case HashAlgorithm::kSha256:
-      return "sha256";
-    case HashAlgorithm::kSha512:
-      return "sha512";
-  }
-  return "";
-}
-
 TEST(OathtoolTest, Installed) {
   const auto out = Oathtool("--version");
   ASSERT_TRUE(out.has_value()) << "oathtool is required for the cross-check tests";
@@ -65,7 +53,7 @@ TEST(OathtoolTest, HotpMatches) {
     // 1..100 bytes: short keys, the usual 20, and keys longer than a SHA1 block.
     const std::size_t len = i == 0 ? 1 : 1 + random.Next() % 100;
     const std::vector<std::uint8_t> secret = RandomBytes(random, len);
-    const HotpKey key = std::move(HotpKey::Create(secret, HashAlgorithm::kSha1)).value();
+    const HotpKey key = testing::MustKey(secret);
     const std::uint64_t counter = random.Next() >> (random.Next() % 64);
     // oathtool supports 6, 7 and 8 digits only.
     for (int digits : {6, 8}) {
@@ -88,27 +76,27 @@ TEST(OathtoolTest, TotpMatches) {
     const std::size_t len = 1 + random.Next() % 140;
     const std::vector<std::uint8_t> secret = RandomBytes(random, len);
     const HashAlgorithm alg = static_cast<HashAlgorithm>(i % 3);
-    const HotpKey key = std::move(HotpKey::Create(secret, alg)).value();
+    const HotpKey key = testing::MustKey(secret, alg);
     const int digits = (i / 3) % 2 == 0 ? 6 : 8;
     const int period = i % 4 == 0 ? 60 : 30;
     const std::int64_t times[] = {static_cast<std::int64_t>(random.Next() % 4'000'000'000),
                                   20'000'000'000};
     for (std::int64_t t : times) {
-      const auto out = Oathtool(std::string("--totp=") + OathtoolMode(alg) + " -d " +
+      const auto out = Oathtool(std::string("--totp=") + HashAlgorithmName(alg) + " -d " +
                                 std::to_string(digits) + " -s " + std::to_string(period) +
                                 "s -N @" + std::to_string(t) + " " + HexEncode(secret));
       ASSERT_TRUE(out.has_value());
       ASSERT_EQ(out->size(), 1u);
       const TotpParams params{.digits = digits, .period = period, .t0 = 0};
       EXPECT_EQ(TotpGenerate(key, t, params), (*out)[0])
-          << OathtoolMode(alg) << " secret=" << HexEncode(secret) << " t=" << t;
+          << HashAlgorithmName(alg) << " secret=" << HexEncode(secret) << " t=" << t;
     }
   }
 }
 
 TEST(OathtoolTest, TotpWithStartTimeMatches) {
   const std::vector<std::uint8_t> secret = testing::Bytes("12345678901234567890");
-  const HotpKey key = std::move(HotpKey::Create(secret, HashAlgorithm::kSha1)).value();
+  const HotpKey key = testing::MustKey(secret);
   const auto out = Oathtool("--totp -d 6 -s 60s -S @100 -N @1000 " + HexEncode(secret));
   ASSERT_TRUE(out.has_value());
   ASSERT_EQ(out->size(), 1u);

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <limits>
 
+#include "core/internal.h"
 #include "otp/base32.h"
 
 namespace otp {
@@ -34,13 +35,6 @@ std::string PercentEncode(std::string_view in) {
   return out;
 }
 
-int HexDigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Decodes %XX escapes; with `plus_is_space` (query values, form encoding) '+' is a space.
 Result<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
   std::string out;
@@ -48,8 +42,8 @@ Result<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
   for (std::size_t i = 0; i < in.size(); ++i) {
     const char c = in[i];
     if (c == '%') {
-      const int hi = i + 2 < in.size() ? HexDigit(in[i + 1]) : -1;
-      const int lo = i + 2 < in.size() ? HexDigit(in[i + 2]) : -1;
+      const int hi = i + 2 < in.size() ? internal::HexDigitValue(in[i + 1]) : -1;
+      const int lo = i + 2 < in.size() ? internal::HexDigitValue(in[i + 2]) : -1;
       if (hi < 0 || lo < 0) return InvalidArgument("otpauth URI: bad percent escape");
       out += static_cast<char>((hi << 4) | lo);
       i += 2;
@@ -60,18 +54,6 @@ Result<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
     }
   }
   return out;
-}
-
-bool EqualsIgnoringAsciiCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // A decimal integer in [min, max], digits only.
@@ -118,7 +100,7 @@ std::string BuildOtpAuthUri(const OtpAuthUri& uri) {
 
 Result<OtpAuthUri> ParseOtpAuthUri(std::string_view text) {
   if (text.size() < kScheme.size() ||
-      !EqualsIgnoringAsciiCase(text.substr(0, kScheme.size()), kScheme)) {
+      !internal::EqualsIgnoringAsciiCase(text.substr(0, kScheme.size()), kScheme)) {
     return InvalidArgument("otpauth URI: scheme is not otpauth://");
   }
   std::string_view rest = text.substr(kScheme.size());
@@ -128,9 +110,9 @@ Result<OtpAuthUri> ParseOtpAuthUri(std::string_view text) {
   const auto slash = rest.find('/');
   if (slash == std::string_view::npos) return InvalidArgument("otpauth URI: no label");
   const std::string_view type = rest.substr(0, slash);
-  if (EqualsIgnoringAsciiCase(type, "totp")) {
+  if (internal::EqualsIgnoringAsciiCase(type, "totp")) {
     uri.type = OtpType::kTotp;
-  } else if (EqualsIgnoringAsciiCase(type, "hotp")) {
+  } else if (internal::EqualsIgnoringAsciiCase(type, "hotp")) {
     uri.type = OtpType::kHotp;
   } else {
     return InvalidArgument("otpauth URI: type is not totp or hotp");
@@ -202,27 +184,25 @@ Result<OtpAuthUri> ParseOtpAuthUri(std::string_view text) {
       Result<int> digits = ParseNumber<int>(value, 6, 10, "digits (want 6..10)");
       if (!digits.ok()) return digits.status();
       uri.digits = *digits;
-    } else if (key == "period") {
+    } else if (key == "period" && uri.type == OtpType::kTotp) {
       Result<int> period = ParseNumber<int>(value, 1, 3600, "period (want 1..3600)");
       if (!period.ok()) return period.status();
       uri.period = *period;
-    } else if (key == "counter") {
+    } else if (key == "counter" && uri.type == OtpType::kHotp) {
       Result<std::uint64_t> counter = ParseNumber<std::uint64_t>(
           value, 0, std::numeric_limits<std::uint64_t>::max(), "counter");
       if (!counter.ok()) return counter.status();
       uri.counter = *counter;
     }
-    // Other parameters (image, color, ...) are app extensions; ignored.
+    // Other parameters (image, color, ..., period for HOTP, counter for TOTP)
+    // are ignored.
   }
   if (!have_secret || uri.secret.empty()) return InvalidArgument("otpauth URI: no secret");
-  if (have_issuer && !label_issuer.empty() && issuer_param != label_issuer) {
+  // An empty issuer parameter counts as absent.
+  if (!issuer_param.empty() && !label_issuer.empty() && issuer_param != label_issuer) {
     return InvalidArgument("otpauth URI: issuer parameter differs from the label prefix");
   }
-  uri.issuer = have_issuer ? std::move(issuer_param) : std::move(label_issuer);
-  if (uri.type == OtpType::kHotp)
-    uri.period = OtpAuthUri{}.period;
-  else
-    uri.counter = 0;
+  uri.issuer = issuer_param.empty() ? std::move(label_issuer) : std::move(issuer_param);
   return uri;
 }
 

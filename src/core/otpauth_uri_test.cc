@@ -107,10 +107,23 @@ TEST(OtpAuthUriTest, ParsesCommonVariants) {
   EXPECT_EQ(param_only->issuer, "Acme");
   EXPECT_EQ(param_only->account, "bob");
 
-  Result<OtpAuthUri> hotp = ParseOtpAuthUri("otpauth://hotp/bob?secret=JBSWY3DPEHPK3PXP&counter=7");
+  Result<OtpAuthUri> empty_issuer =
+      ParseOtpAuthUri("otpauth://totp/Acme:bob?secret=JBSWY3DPEHPK3PXP&issuer=");
+  ASSERT_TRUE(empty_issuer.ok());
+  EXPECT_EQ(empty_issuer->issuer, "Acme");
+
+  // period means nothing for HOTP, counter nothing for TOTP.
+  Result<OtpAuthUri> totp =
+      ParseOtpAuthUri("otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&counter=7&period=45");
+  ASSERT_TRUE(totp.ok());
+  EXPECT_EQ(totp->counter, 0u);
+  EXPECT_EQ(totp->period, 45);
+  Result<OtpAuthUri> hotp =
+      ParseOtpAuthUri("otpauth://hotp/bob?secret=JBSWY3DPEHPK3PXP&counter=7&period=45");
   ASSERT_TRUE(hotp.ok());
   EXPECT_EQ(hotp->type, OtpType::kHotp);
   EXPECT_EQ(hotp->counter, 7u);
+  EXPECT_EQ(hotp->period, 30);
 }
 
 TEST(OtpAuthUriTest, Refusals) {

@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "core/crypto_internal.h"
+#include "core/internal.h"
 #include "otp/crypto.h"
 
 namespace otp {
@@ -65,12 +65,7 @@ std::string RandomNumericCode(Random& random, int digits) {
     const int k = std::min(kChunk, digits - static_cast<int>(out.size()));
     std::uint64_t bound = 1;
     for (int i = 0; i < k; ++i) bound *= 10;
-    std::uint64_t v = RandomBelow(random, bound);
-    std::string chunk(static_cast<std::size_t>(k), '0');
-    for (auto it = chunk.rbegin(); it != chunk.rend(); ++it, v /= 10) {
-      *it = static_cast<char>('0' + v % 10);
-    }
-    out += chunk;
+    out += internal::ZeroPaddedDecimal(RandomBelow(random, bound), k);
   }
   return out;
 }

@@ -6,7 +6,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "core/crypto_internal.h"
+#include "core/internal.h"
 #include "otp/crypto.h"
 
 namespace otp {

@@ -7,11 +7,21 @@
 #include <string_view>
 #include <vector>
 
+#include "otp/hotp.h"
 #include "otp/random.h"
 
 namespace otp::testing {
 
 inline std::vector<std::uint8_t> Bytes(std::string_view s) { return {s.begin(), s.end()}; }
+
+// An HotpKey for a secret the test knows to be valid.
+inline HotpKey MustKey(std::span<const std::uint8_t> secret,
+                       HashAlgorithm alg = HashAlgorithm::kSha1) {
+  return std::move(HotpKey::Create(secret, alg)).value();
+}
+inline HotpKey MustKey(std::string_view secret, HashAlgorithm alg = HashAlgorithm::kSha1) {
+  return MustKey(Bytes(secret), alg);
+}
 
 // A deterministic Random (SplitMix64), so statistical tests are reproducible.
 // Not for production use.

@@ -7,12 +7,7 @@
 namespace otp {
 namespace {
 
-using testing::Bytes;
-
-HotpKey MustKey(std::string_view secret, HashAlgorithm alg) {
-  const std::vector<std::uint8_t> bytes = Bytes(secret);
-  return std::move(HotpKey::Create(bytes, alg)).value();
-}
+using testing::MustKey;
 
 struct Rfc6238Vector {
   std::int64_t time;
