@@ -1,0 +1,325 @@
+"""Black-box harness for otpd integration tests (Python standard library only).
+
+Starts the real `otpd` binary on a free loopback port with a config written to a
+temporary directory, drives it over HTTP, creates apps with the real `otpctl`, and
+reads the codes the `log` provider writes to its messages.jsonl.
+
+Everything observable is recorded in module-level collections so that a test can
+assert, at the end of the run, that no code ever leaked into an HTTP response or
+into otpd's own output (SPEC §4.1, SECURITY.md 31).
+"""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_DEFAULT_BUILD = os.path.join(HERE, "..", "..", "build", "dev", "apps")
+OTPD_BIN = os.environ.get("OTPD_BIN") or os.path.join(_DEFAULT_BUILD, "otpd")
+OTPCTL_BIN = os.environ.get("OTPCTL_BIN") or os.path.join(_DEFAULT_BUILD, "otpctl")
+
+PROVIDER_NAME = "test-log"
+ALL_CHANNELS = ["sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"]
+
+# ---- what the whole run observed (for the secrets test) ---------------------
+
+RESPONSES = []      # every HTTP response: Response objects
+CODES = set()       # every code the log provider wrote
+RECIPIENTS = set()  # every recipient the log provider wrote (E.164 or email)
+OTPCTL_KEYS = set() # every API key printed by otpctl
+OUTPUTS = []        # (label, stdout_text, stderr_text) of every otpd run, read at stop
+SERVERS = []        # every OtpdServer created (to read outputs of still-running ones)
+
+_phone_counter = [int(time.time()) % 10_000 * 100]
+
+
+def next_phone():
+    """A fresh, valid Greek mobile number in E.164 (+30 69x xxx xxxx)."""
+    _phone_counter[0] = (_phone_counter[0] + 1) % 10_000_000
+    return "+30691%07d" % _phone_counter[0]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def contains_code(text, code):
+    """True when `code` occurs in `text` as a whole number (not inside a longer digit run)."""
+    return re.search(r"(?<![0-9])" + re.escape(code) + r"(?![0-9])", text) is not None
+
+
+class Response:
+    def __init__(self, method, path, status, headers, body):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.headers = headers            # list of (name, value)
+        self.body = body                  # str
+        self._json = None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    @property
+    def content_type(self):
+        return (self.header("Content-Type") or "").split(";")[0].strip()
+
+    @property
+    def json(self):
+        if self._json is None:
+            self._json = json.loads(self.body)
+        return self._json
+
+    def __repr__(self):
+        return "<%s %s -> %d %s>" % (self.method, self.path, self.status, self.body[:500])
+
+
+class OtpdServer:
+    """One otpd process over one temporary directory (reusable across restarts)."""
+
+    def __init__(self, extra_config=""):
+        self.dir = tempfile.mkdtemp(prefix="otpd-it-")
+        self.config_path = os.path.join(self.dir, "otpd.toml")
+        self.db_path = os.path.join(self.dir, "otpd.db")
+        self.messages_path = os.path.join(self.dir, "messages.jsonl")
+        self.extra_config = extra_config
+        self.port = None
+        self.proc = None
+        self.runs = 0
+        self._out = None
+        self._err = None
+        SERVERS.append(self)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def _write_config(self):
+        channels = ", ".join('"%s"' % c for c in ALL_CHANNELS)
+        with open(self.config_path, "w") as f:
+            f.write(
+                '[server]\nlisten = "127.0.0.1:%d"\nthreads = 2\n\n'
+                '[store]\nurl = "sqlite://%s"\n\n'
+                '[security]\nmaster_key_file = "%s"\n\n'
+                '[[provider]]\nname = "%s"\ntype = "log"\nchannels = [%s]\npath = "%s"\n\n%s'
+                % (self.port, self.db_path, os.path.join(self.dir, "master.key"),
+                   PROVIDER_NAME, channels, self.messages_path, self.extra_config))
+
+    def start(self, timeout=10.0):
+        last_error = None
+        for _ in range(3):  # a picked port may be taken meanwhile: try another
+            self.port = free_port()
+            self._write_config()
+            self.runs += 1
+            self.stdout_path = os.path.join(self.dir, "stdout.%d.txt" % self.runs)
+            self.stderr_path = os.path.join(self.dir, "stderr.%d.txt" % self.runs)
+            self._out = open(self.stdout_path, "wb")
+            self._err = open(self.stderr_path, "wb")
+            env = dict(os.environ)
+            for k in ("OTPD_LISTEN", "OTPD_STORE_URL", "OTPD_MASTER_KEY_FILE", "OTPD_CONFIG"):
+                env.pop(k, None)
+            self.proc = subprocess.Popen([OTPD_BIN, "--config", self.config_path],
+                                         stdout=self._out, stderr=self._err, cwd=self.dir, env=env)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self.request("GET", "/healthz", record=False).status == 200:
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                last_error = "otpd did not answer /healthz within %.0f s" % timeout
+                self.kill()
+                break
+            last_error = "otpd exited with %s" % self.proc.returncode
+            self._close_files()
+            self._record_outputs()
+        raise RuntimeError("%s\n--- stderr ---\n%s" % (last_error, self.stderr()))
+
+    def stop(self, timeout=15.0):
+        """SIGTERM; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        rc = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = None
+        else:
+            rc = self.proc.returncode
+        self.proc = None
+        self._close_files()
+        self._record_outputs()
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self._close_files()
+        self._record_outputs()
+
+    def cleanup(self):
+        self.kill()
+        if os.environ.get("OTPD_KEEP_TMP"):
+            sys.stderr.write("otpd test dir kept: %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _close_files(self):
+        for f in (self._out, self._err):
+            if f is not None:
+                f.close()
+        self._out = self._err = None
+
+    def _record_outputs(self):
+        label = "%s run %d" % (self.dir, self.runs)
+        if any(o[0] == label for o in OUTPUTS):
+            return
+        OUTPUTS.append((label, self.stdout(), self.stderr()))
+
+    def stdout(self):
+        return _read(getattr(self, "stdout_path", None))
+
+    def stderr(self):
+        return _read(getattr(self, "stderr_path", None))
+
+    def all_stderr(self):
+        return "".join(_read(os.path.join(self.dir, "stderr.%d.txt" % i))
+                       for i in range(1, self.runs + 1))
+
+    # -- otpctl ------------------------------------------------------------------
+
+    def otpctl(self, *args, check=True):
+        p = subprocess.run([OTPCTL_BIN, "--config", self.config_path] + list(args),
+                           capture_output=True, text=True, timeout=30, cwd=self.dir)
+        if check and p.returncode != 0:
+            raise RuntimeError("otpctl %s failed (%d): %s%s" % (args, p.returncode, p.stdout,
+                                                                 p.stderr))
+        return p
+
+    def create_app(self, name, *flags):
+        out = json.loads(self.otpctl("app", "create", name, *flags).stdout)
+        OTPCTL_KEYS.add(out["api_key"])
+        return out
+
+    def create_key(self, app):
+        out = json.loads(self.otpctl("key", "create", app).stdout)
+        OTPCTL_KEYS.add(out["api_key"])
+        return out
+
+    # -- HTTP --------------------------------------------------------------------
+
+    def request(self, method, path, body=None, key=None, headers=None, raw=None, record=True,
+                timeout=10.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = {}
+        data = None
+        if raw is not None:
+            data = raw if isinstance(raw, bytes) else raw.encode()
+            h["Content-Type"] = "application/json"
+        elif body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        if key is not None:
+            h["Authorization"] = "Bearer " + key
+        h.update(headers or {})
+        try:
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            resp = Response(method, path, r.status, r.getheaders(),
+                            r.read().decode("utf-8", "replace"))
+        finally:
+            conn.close()
+        if record:
+            RESPONSES.append(resp)
+        return resp
+
+    # Shorthands for the verification API.
+    def start_verification(self, key, body, headers=None):
+        return self.request("POST", "/v1/verifications", body, key=key, headers=headers)
+
+    def get(self, key, vid):
+        return self.request("GET", "/v1/verifications/" + vid, key=key)
+
+    def check(self, key, vid, code):
+        return self.request("POST", "/v1/verifications/%s/check" % vid, {"code": code}, key=key)
+
+    def resend(self, key, vid, body=None):
+        return self.request("POST", "/v1/verifications/%s/resend" % vid, body, key=key)
+
+    def cancel(self, key, vid):
+        return self.request("POST", "/v1/verifications/%s/cancel" % vid, key=key)
+
+    # -- messages written by the log provider -------------------------------------
+
+    def messages(self):
+        out = []
+        try:
+            with open(self.messages_path) as f:
+                for line in f:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    m = json.loads(line)
+                    out.append(m)
+                    if m.get("code"):
+                        CODES.add(m["code"])
+                    if m.get("to"):
+                        RECIPIENTS.add(m["to"])
+        except FileNotFoundError:
+            pass
+        return out
+
+    def messages_for(self, vid):
+        return [m for m in self.messages() if m.get("verification_id") == vid]
+
+    def wait_messages(self, vid, count=1, timeout=5.0):
+        """Polls messages.jsonl until `count` lines for `vid` exist; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages_for(vid)
+            if len(found) >= count:
+                return found
+            if time.monotonic() >= deadline:
+                raise AssertionError("expected %d message(s) for %s within %.1f s, got %d: %s"
+                                     % (count, vid, timeout, len(found), found))
+            time.sleep(0.05)
+
+    def wait_code(self, vid, timeout=5.0):
+        return self.wait_messages(vid, 1, timeout)[0]["code"]
+
+
+def _read(path):
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wrong_code(code):
+    """A code of the same length that differs from `code`."""
+    n = len(code)
+    return ("%0*d" % (n, (int(code) + 1) % 10 ** n))
