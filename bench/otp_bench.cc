@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -202,6 +203,9 @@ BENCHMARK(BM_OneShotHmacHotp);
 // Console output as usual, plus the best per-iteration CPU time of each benchmark.
 class CapturingReporter : public benchmark::ConsoleReporter {
  public:
+  // Colours only on a terminal, so piped output stays plain text.
+  CapturingReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
       if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
