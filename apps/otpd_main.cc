@@ -1,6 +1,6 @@
 // otpd: the one-time-password verification server.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   CLI::App cli{"otpd: self-hosted one-time-password verification server"};
   std::string config_flag;
   std::string log_level = "info";
-  cli.add_option("-c,--config", config_flag, "TOML config file (default: $OTPD_CONFIG, else built-in defaults)");
+  cli.add_option("-c,--config", config_flag,
+                 "TOML config file (default: $OTPD_CONFIG, else built-in defaults)");
   cli.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   cli.set_version_flag("--version", "otpd 0.1.0");
   CLI11_PARSE(cli, argc, argv);

@@ -47,7 +47,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) {
@@ -56,7 +58,9 @@ inline Status FailedPrecondition(std::string m) {
 inline Status ResourceExhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
-inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -88,8 +92,8 @@ class [[nodiscard]] Result {
 }  // namespace otp
 
 // Returns early from the enclosing function with the error of `expr` (a Status).
-#define OTP_RETURN_IF_ERROR(expr)            \
-  do {                                       \
-    ::otp::Status otp_status_ = (expr);      \
+#define OTP_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::otp::Status otp_status_ = (expr);        \
     if (!otp_status_.ok()) return otp_status_; \
   } while (0)

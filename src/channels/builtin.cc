@@ -3,8 +3,6 @@
 
 namespace otpd {
 
-void RegisterBuiltinChannels(ChannelRegistry& registry) {
-  registry.Register("log", NewLogChannel);
-}
+void RegisterBuiltinChannels(ChannelRegistry& registry) { registry.Register("log", NewLogChannel); }
 
 }  // namespace otpd

@@ -47,7 +47,8 @@ struct AppFlags {
   bool webhook_url_set = false;
 
   void Add(CLI::App* cmd) {
-    cmd->add_option("--workflow", workflow, "channels in order with timeouts, e.g. sms:60,voice:60");
+    cmd->add_option("--workflow", workflow,
+                    "channels in order with timeouts, e.g. sms:60,voice:60");
     cmd->add_option("--code-length", code_length, "digits per code, 4..10 (default 6)");
     cmd->add_option("--ttl", ttl, "seconds a code stays valid, 60..86400 (default 600)");
     cmd->add_option("--max-checks", max_checks, "wrong codes allowed per verification (default 5)");
@@ -149,8 +150,7 @@ int RunOtpctl(int argc, char** argv) {
       std::cout << k->Generate(counter, digits) << "\n";
     } else {
       if (period < 1 || period > 3600) return Error("--period: 1..3600");
-      const std::int64_t t =
-          at_time >= 0 ? at_time : otp::ToUnixSeconds(otp::SystemClock().Now());
+      const std::int64_t t = at_time >= 0 ? at_time : otp::ToUnixSeconds(otp::SystemClock().Now());
       std::cout << otp::TotpGenerate(*k, t, otp::TotpParams{digits, period, 0}) << "\n";
     }
     return 0;

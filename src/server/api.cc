@@ -3,8 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <fstream>
 #include <deque>
+#include <fstream>
 #include <regex>
 #include <stdexcept>
 
@@ -83,7 +83,8 @@ HttpResponse Problem(const ApiError& e) {
   if (!e.status.empty()) body["status"] = e.status;
   if (!e.errors.empty()) {
     json errors = json::array();
-    for (const FieldError& f : e.errors) errors.push_back({{"field", f.field}, {"message", f.message}});
+    for (const FieldError& f : e.errors)
+      errors.push_back({{"field", f.field}, {"message", f.message}});
     body["errors"] = std::move(errors);
   }
   HttpResponse r = Json(info.http_status, body);
@@ -94,9 +95,9 @@ HttpResponse Problem(const ApiError& e) {
 }
 
 ApiError Invalid(std::vector<FieldError> errors) {
-  ApiError e = MakeError(ApiCode::kInvalidRequest, errors.empty() ? "invalid request"
-                                                                  : errors.front().field + ": " +
-                                                                        errors.front().message);
+  ApiError e = MakeError(
+      ApiCode::kInvalidRequest,
+      errors.empty() ? "invalid request" : errors.front().field + ": " + errors.front().message);
   e.errors = std::move(errors);
   return e;
 }
@@ -271,12 +272,23 @@ std::string HtmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -424,7 +436,8 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     if (!body.ok()) return Problem(body.error());
     Fields f(*body);
     std::optional<std::string> channel = f.String("channel", false, 16);
-    if (channel && !IsKnownChannel(*channel)) f.Add("channel", "unknown channel '" + *channel + "'");
+    if (channel && !IsKnownChannel(*channel))
+      f.Add("channel", "unknown channel '" + *channel + "'");
     ApiError e = f.Finish();
     if (!e.ok()) return Problem(e);
     result = verifications_.Resend(*app, params[0], channel);
@@ -461,7 +474,8 @@ HttpResponse Api::Inbox() const {
   HttpResponse r;
   r.content_type = "text/html; charset=utf-8";
   r.headers.emplace_back("Cache-Control", "no-store");
-  r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  r.headers.emplace_back("Content-Security-Policy",
+                         "default-src 'none'; style-src 'unsafe-inline'");
   r.body =
       "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" "
       "content=\"5\"><title>otpd dev inbox</title><style>body{font-family:sans-serif;margin:2em}"

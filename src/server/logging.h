@@ -1,7 +1,7 @@
 // Structured logs: one JSON object per line on stderr, UTC timestamps.
 // Callers pass the JSON members ("\"event\":\"x\",...") as the message;
-// every value that comes from input goes through JsonText so a log line can
-// never be forged (SECURITY.md 32). No code, key or full number is ever logged.
+// every value that may carry input goes through LogText (service/log_text.h)
+// so a log line can never be forged (SECURITY.md 32). No code, key or full number is ever logged.
 #pragma once
 
 #include <string>

@@ -69,9 +69,8 @@ std::string Metrics::Render() const {
   out += "# TYPE otpd_deliveries_total counter\n";
   for (const auto& [k, n] : deliveries_) {
     const auto& [provider, channel, status] = k;
-    out += fmt::format(
-        "otpd_deliveries_total{{provider=\"{}\",channel=\"{}\",status=\"{}\"}} {}\n", provider,
-        channel, status, n);
+    out += fmt::format("otpd_deliveries_total{{provider=\"{}\",channel=\"{}\",status=\"{}\"}} {}\n",
+                       provider, channel, status, n);
   }
   return out;
 }

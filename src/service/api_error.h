@@ -38,9 +38,9 @@ struct FieldError {
 struct ApiError {
   ApiCode code = ApiCode::kNone;
   std::string detail;
-  int retry_after_s = 0;             // sets Retry-After when > 0
-  std::string status;                // verification status, for verification_not_pending
-  std::vector<FieldError> errors;    // for invalid_request
+  int retry_after_s = 0;           // sets Retry-After when > 0
+  std::string status;              // verification status, for verification_not_pending
+  std::vector<FieldError> errors;  // for invalid_request
 
   bool ok() const { return code == ApiCode::kNone; }
 };

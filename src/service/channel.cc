@@ -6,8 +6,8 @@ void ChannelRegistry::Register(std::string type, ChannelFactory factory) {
   factories_[std::move(type)] = std::move(factory);
 }
 
-otp::Result<std::unique_ptr<ChannelProvider>> ChannelRegistry::Create(
-    const ProviderConfig& config, otp::Clock& clock) const {
+otp::Result<std::unique_ptr<ChannelProvider>> ChannelRegistry::Create(const ProviderConfig& config,
+                                                                      otp::Clock& clock) const {
   auto it = factories_.find(config.type);
   if (it == factories_.end()) {
     return otp::InvalidArgument("provider " + config.name + ": unknown type '" + config.type + "'");

@@ -25,7 +25,7 @@ struct OutboundMessage {
   std::string locale;
   std::string subject;  // email
   std::string text;
-  std::string code;     // for providers whose API takes the code itself
+  std::string code;  // for providers whose API takes the code itself
 };
 
 struct SendReceipt {

@@ -1,16 +1,16 @@
 #include "service/config.h"
 
+#include <toml++/toml.h>
 #include <cstdlib>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace otpd {
 
 namespace {
 
-const std::set<std::string> kChannels = {"sms",  "voice", "email",    "whatsapp",
-                                         "viber", "push", "flashcall"};
+const std::set<std::string> kChannels = {"sms",   "voice", "email",    "whatsapp",
+                                         "viber", "push",  "flashcall"};
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -119,8 +119,9 @@ otp::Result<Config> LoadConfig(const std::string& path) {
   if (auto v = Env("OTPD_MASTER_KEY_FILE"); !v.empty()) c.master_key_file = v;
   const auto colon = c.listen.rfind(':');
   const std::string port = colon == std::string::npos ? "" : c.listen.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoi(port) > 65535 || c.ListenHost().empty()) {
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535 ||
+      c.ListenHost().empty()) {
     return Bad("server.listen must be HOST:PORT, got '" + c.listen + "'");
   }
   return c;

@@ -11,8 +11,9 @@ namespace {
 
 std::string WriteTemp(const std::string& text) {
   static int n = 0;
-  auto path = std::filesystem::temp_directory_path() /
-              ("otpd_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(++n) + ".toml");
+  auto path =
+      std::filesystem::temp_directory_path() /
+      ("otpd_config_test_" + std::to_string(::getpid()) + "_" + std::to_string(++n) + ".toml");
   std::ofstream(path) << text;
   return path.string();
 }
@@ -77,7 +78,8 @@ TEST(ConfigTest, BadFilesNameTheProblem) {
   EXPECT_NE(c.status().message().find("fax"), std::string::npos);
   c = LoadConfig(WriteTemp("[server]\nlisten=\"nohost\"\n"));
   EXPECT_FALSE(c.ok());
-  c = LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
+  c =
+      LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
                            "[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"));
   EXPECT_FALSE(c.ok());
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "service/log_text.h"
 #include "service/messages.h"
 #include "service/recipients.h"
 
@@ -22,7 +23,9 @@ Dispatcher::Dispatcher(Store& store, ProviderSet& providers, const Secrets& secr
 
 Dispatcher::~Dispatcher() { Stop(); }
 
-void Dispatcher::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Dispatcher::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Dispatcher::Stop() {
   {
@@ -60,7 +63,7 @@ int Dispatcher::RunOnce() {
   const otp::TimePoint now = clock_.Now();
   auto jobs = store_.ClaimJobs(now, now + kLease, kBatch);
   if (!jobs.ok()) {
-    spdlog::warn(R"("event":"claim_failed","error":"{}")", jobs.status().message());
+    spdlog::warn(R"("event":"claim_failed","error":{})", LogText(jobs.status().message()));
     return 0;
   }
   for (const Job& job : *jobs) Process(job);
@@ -96,16 +99,14 @@ void Dispatcher::Process(const Job& job) {
   MessageVars vars;
   vars.code.assign(code->begin(), code->end());
   vars.app_name = app.ok() ? app->name : "";
-  vars.ttl_minutes = static_cast<int>(
-      std::max<std::int64_t>(1, std::chrono::duration_cast<seconds>(v->expires_at - v->created_at)
-                                        .count() /
-                                    60));
+  vars.ttl_minutes = static_cast<int>(std::max<std::int64_t>(
+      1, std::chrono::duration_cast<seconds>(v->expires_at - v->created_at).count() / 60));
   vars.to = delivery->to;
   vars.verification_id = v->id;
   vars.locale = v->locale;
   const RenderedMessage rendered = RenderMessage(delivery->channel, v->locale, vars);
-  OutboundMessage message{delivery->channel, delivery->to, v->id, v->locale,
-                          rendered.subject, rendered.text, vars.code};
+  OutboundMessage message{delivery->channel, delivery->to,  v->id,    v->locale,
+                          rendered.subject,  rendered.text, vars.code};
 
   // Provider failover: the channel's providers in config order.
   out.delivery_status = kDeliveryFailed;
@@ -120,8 +121,9 @@ void Dispatcher::Process(const Job& job) {
       break;
     }
     out.error = receipt.status().message();
-    spdlog::warn(R"("event":"provider_failed","provider":"{}","channel":"{}","to":"{}")",
-                 p->config.name, delivery->channel, MaskRecipient(delivery->to));
+    spdlog::warn(R"("event":"provider_failed","provider":{},"channel":"{}","to":{},"error":{})",
+                 LogText(p->config.name), delivery->channel, LogText(MaskRecipient(delivery->to)),
+                 LogText(out.error));
   }
   out.at = clock_.Now();
   const bool sent = out.delivery_status == kDeliverySent;
@@ -148,14 +150,16 @@ void Dispatcher::Process(const Job& job) {
   }
   Status s = store_.FinishJob(out);
   if (!s.ok()) {
-    spdlog::error(R"("event":"finish_job_failed","verification_id":"{}","error":"{}")", v->id,
-                  s.message());
+    spdlog::error(R"("event":"finish_job_failed","verification_id":"{}","error":{})", v->id,
+                  LogText(s.message()));
     return;
   }
-  spdlog::info(R"("event":"delivery","verification_id":"{}","channel":"{}","provider":"{}","status":"{}","to":"{}")",
-               v->id, delivery->channel, out.provider, out.delivery_status,
-               MaskRecipient(delivery->to));
-  if (observer_ != nullptr) observer_->OnDelivery(out.provider, delivery->channel, out.delivery_status);
+  spdlog::info(
+      R"("event":"delivery","verification_id":"{}","channel":"{}","provider":{},"status":"{}","to":{})",
+      v->id, delivery->channel, LogText(out.provider), out.delivery_status,
+      LogText(MaskRecipient(delivery->to)));
+  if (observer_ != nullptr)
+    observer_->OnDelivery(out.provider, delivery->channel, out.delivery_status);
 }
 
 }  // namespace otpd

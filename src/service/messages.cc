@@ -17,7 +17,8 @@ struct LocaleTemplates {
 };
 
 constexpr std::array<LocaleTemplates, 5> kBuiltIn = {{
-    {"en", "{{code}} is your {{app_name}} verification code. It expires in {{ttl_minutes}} minutes.",
+    {"en",
+     "{{code}} is your {{app_name}} verification code. It expires in {{ttl_minutes}} minutes.",
      "Your {{app_name}} verification code is {{code_spoken}}. Again: {{code_spoken}}.",
      "Your {{app_name}} verification code",
      "Your {{app_name}} verification code is {{code}}.\n\nIt expires in {{ttl_minutes}} minutes. "
@@ -27,17 +28,21 @@ constexpr std::array<LocaleTemplates, 5> kBuiltIn = {{
      "Ο κωδικός επαλήθευσης {{app_name}}",
      "Ο κωδικός επαλήθευσης {{app_name}} είναι {{code}}.\n\nΛήγει σε {{ttl_minutes}} λεπτά. "
      "Αν δεν τον ζητήσατε, αγνοήστε αυτό το μήνυμα."},
-    {"de", "{{code}} ist Ihr {{app_name}}-Bestätigungscode. Er läuft in {{ttl_minutes}} Minuten ab.",
+    {"de",
+     "{{code}} ist Ihr {{app_name}}-Bestätigungscode. Er läuft in {{ttl_minutes}} Minuten ab.",
      "Ihr {{app_name}}-Bestätigungscode lautet {{code_spoken}}. Noch einmal: {{code_spoken}}.",
      "Ihr {{app_name}}-Bestätigungscode",
      "Ihr {{app_name}}-Bestätigungscode lautet {{code}}.\n\nEr läuft in {{ttl_minutes}} Minuten "
      "ab. Wenn Sie ihn nicht angefordert haben, ignorieren Sie diese Nachricht."},
-    {"fr", "{{code}} est votre code de vérification {{app_name}}. Il expire dans {{ttl_minutes}} minutes.",
+    {"fr",
+     "{{code}} est votre code de vérification {{app_name}}. Il expire dans {{ttl_minutes}} "
+     "minutes.",
      "Votre code de vérification {{app_name}} est {{code_spoken}}. Je répète : {{code_spoken}}.",
      "Votre code de vérification {{app_name}}",
      "Votre code de vérification {{app_name}} est {{code}}.\n\nIl expire dans {{ttl_minutes}} "
      "minutes. Si vous ne l'avez pas demandé, ignorez ce message."},
-    {"es", "{{code}} es tu código de verificación de {{app_name}}. Caduca en {{ttl_minutes}} minutos.",
+    {"es",
+     "{{code}} es tu código de verificación de {{app_name}}. Caduca en {{ttl_minutes}} minutos.",
      "Tu código de verificación de {{app_name}} es {{code_spoken}}. Repito: {{code_spoken}}.",
      "Tu código de verificación de {{app_name}}",
      "Tu código de verificación de {{app_name}} es {{code}}.\n\nCaduca en {{ttl_minutes}} "

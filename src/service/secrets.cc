@@ -33,7 +33,8 @@ otp::Result<MasterKey> LoadOrCreateMasterKey(const std::string& path) {
     }
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // another process created it meanwhile
   }
-  if (fd < 0) return otp::Unavailable("cannot read master key " + path + ": " + std::strerror(errno));
+  if (fd < 0)
+    return otp::Unavailable("cannot read master key " + path + ": " + std::strerror(errno));
   struct stat st {};
   ::fstat(fd, &st);
   if ((st.st_mode & 077) != 0) {

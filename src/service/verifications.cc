@@ -193,11 +193,10 @@ ApiResult<CheckAnswer> VerificationService::Check(const App& app, const std::str
                      std::max(0, v->max_checks - t->check_count)};
 }
 
-ApiResult<CheckAnswer> VerificationService::CheckByRecipient(const App& app,
-                                                             const std::string& to,
+ApiResult<CheckAnswer> VerificationService::CheckByRecipient(const App& app, const std::string& to,
                                                              const std::string& code) {
-  auto normalised = NormaliseRecipient(to, to.find('@') != std::string::npos ? "email" : "sms",
-                                       nullptr);
+  auto normalised =
+      NormaliseRecipient(to, to.find('@') != std::string::npos ? "email" : "sms", nullptr);
   if (!normalised.ok()) return normalised.error();
   auto v = store_.NewestPending(app.id, *normalised);
   if (!v.ok()) {

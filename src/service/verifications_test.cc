@@ -35,16 +35,16 @@ ProviderConfig Cfg(std::string name, std::vector<std::string> channels) {
 class VerificationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_.Register("scripted", [this](const ProviderConfig& c, otp::Clock&)
-                                       -> otp::Result<std::unique_ptr<ChannelProvider>> {
-      auto p = std::make_unique<ScriptedProvider>();
-      by_name_[c.name] = p.get();
-      return std::unique_ptr<ChannelProvider>(std::move(p));
-    });
-    auto set = ProviderSet::Create(
-        {Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}), Cfg("mail", {"email"}),
-         Cfg("voice", {"voice"})},
-        registry_, clock_);
+    registry_.Register("scripted",
+                       [this](const ProviderConfig& c,
+                              otp::Clock&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                         auto p = std::make_unique<ScriptedProvider>();
+                         by_name_[c.name] = p.get();
+                         return std::unique_ptr<ChannelProvider>(std::move(p));
+                       });
+    auto set = ProviderSet::Create({Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}),
+                                    Cfg("mail", {"email"}), Cfg("voice", {"voice"})},
+                                   registry_, clock_);
     ASSERT_TRUE(set.ok());
     providers_ = std::make_unique<ProviderSet>(std::move(set).value());
     service_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
@@ -228,7 +228,7 @@ TEST_F(VerificationsTest, Security6_FiveStartsPerRecipientPerTenMinutes) {
   ASSERT_FALSE(sixth.ok());
   EXPECT_EQ(sixth.error().code, ApiCode::kRateLimited);
   EXPECT_GT(sixth.error().retry_after_s, 0);
-  EXPECT_TRUE(service_->Start(app_, To("+306912345679")).ok());   // another recipient
+  EXPECT_TRUE(service_->Start(app_, To("+306912345679")).ok());    // another recipient
   EXPECT_TRUE(service_->Start(other_, To("+306912345678")).ok());  // another app
   clock_.Advance(seconds(601));
   EXPECT_TRUE(service_->Start(app_, To("+306912345678")).ok());

@@ -26,14 +26,14 @@ struct WorkflowStep {
 // with no options works.
 struct AppSettings {
   std::vector<WorkflowStep> workflow = {{"sms", 60, ""}};
-  int code_length = 6;          // 4..10
-  int ttl_s = 600;              // 60..86400
-  int max_checks = 5;           // wrong codes before max_checks_reached
-  int max_sends = 5;            // sends (first + resends) per verification
-  int resend_cooldown_s = 30;   // between two sends of one verification
-  int starts_per_recipient = 5;       // starts per recipient per window
+  int code_length = 6;           // 4..10
+  int ttl_s = 600;               // 60..86400
+  int max_checks = 5;            // wrong codes before max_checks_reached
+  int max_sends = 5;             // sends (first + resends) per verification
+  int resend_cooldown_s = 30;    // between two sends of one verification
+  int starts_per_recipient = 5;  // starts per recipient per window
   int starts_window_s = 600;
-  std::string webhook_url;      // empty = none
+  std::string webhook_url;  // empty = none
 
   bool operator==(const AppSettings&) const = default;
 };
@@ -55,7 +55,7 @@ struct App {
 };
 
 struct ApiKey {
-  std::string id;        // "key_…"
+  std::string id;  // "key_…"
   std::string app_id;
   std::string key_hash;  // hex SHA-256 of the key
   TimePoint created_at;
@@ -80,13 +80,13 @@ inline constexpr const char* kDeliveryCanceled = "canceled";
 
 struct Delivery {
   std::int64_t id = 0;
-  int step = 0;          // workflow step index (resends repeat a step)
+  int step = 0;  // workflow step index (resends repeat a step)
   std::string channel;
   std::string to;
   std::string provider;  // empty while queued
   std::string status = kDeliveryQueued;
   std::string provider_message_id;
-  std::string error;     // provider's error text, never a code
+  std::string error;  // provider's error text, never a code
   TimePoint created_at;
   TimePoint updated_at;
 };

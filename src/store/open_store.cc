@@ -20,7 +20,8 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& url) {
     return store;
   }
   if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return otp::InvalidArgument("store.url: the PostgreSQL backend is not built yet; use sqlite://");
+    return otp::InvalidArgument(
+        "store.url: the PostgreSQL backend is not built yet; use sqlite://");
   }
   return otp::InvalidArgument("store.url: unknown scheme in '" + url + "'");
 }

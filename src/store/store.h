@@ -43,9 +43,9 @@ struct JobOutcome {
   std::string provider_message_id;
   std::string error;
   TimePoint at;
-  std::optional<Job> next;            // the next workflow step, with its queued delivery
+  std::optional<Job> next;  // the next workflow step, with its queued delivery
   std::optional<Delivery> next_delivery;
-  bool undeliverable = false;         // every step failed: pending → undeliverable
+  bool undeliverable = false;  // every step failed: pending → undeliverable
 };
 
 class Store {
@@ -90,13 +90,13 @@ class Store {
   // One check: spends a check; a right code approves, the max_checks-th wrong
   // code moves to max_checks_reached. Refused (kNotPending) unless pending and
   // now < expires_at (an overdue verification is moved to expired).
-  virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
-                                         bool correct, TimePoint now) = 0;
+  virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id, bool correct,
+                                         TimePoint now) = 0;
   // A resend: counts a send and queues `job` with `delivery`, if pending, under
   // max_sends and out of the cooldown; else refused with the reason.
   virtual Result<Transition> RecordResend(std::string_view app_id, std::string_view id,
-                                          int cooldown_s, const Delivery& delivery,
-                                          const Job& job, TimePoint now) = 0;
+                                          int cooldown_s, const Delivery& delivery, const Job& job,
+                                          TimePoint now) = 0;
   virtual Result<Transition> Cancel(std::string_view app_id, std::string_view id,
                                     TimePoint now) = 0;
   // Moves a pending verification past expires_at to expired.

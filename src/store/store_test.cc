@@ -114,8 +114,7 @@ TEST_P(StoreTest, VerificationIsScopedToItsApp) {
   EXPECT_EQ(got->workflow, v.workflow);
   ASSERT_EQ(got->deliveries.size(), 1u);
   EXPECT_EQ(got->deliveries[0].status, kDeliveryQueued);
-  EXPECT_EQ(store_->GetVerification("app_b", "ver_1").status().code(),
-            otp::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetVerification("app_b", "ver_1").status().code(), otp::StatusCode::kNotFound);
   EXPECT_EQ(store_->RecordCheck("app_b", "ver_1", true, now_).status().code(),
             otp::StatusCode::kNotFound);
   EXPECT_EQ(store_->Cancel("app_b", "ver_1", now_).status().code(), otp::StatusCode::kNotFound);

@@ -49,7 +49,8 @@ otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig
   std::error_code ec;
   const auto dir = std::filesystem::path(path).parent_path();
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  if (ec) return otp::InvalidArgument("provider " + config.name + ": cannot create " + dir.string());
+  if (ec)
+    return otp::InvalidArgument("provider " + config.name + ": cannot create " + dir.string());
   return std::unique_ptr<ChannelProvider>(new LogChannel(config.name, path, clock));
 }
 

@@ -286,8 +286,8 @@ class MemoryStore final : public Store {
   }
 
   static Transition Applied(const Verification& v) {
-    return Transition{true, Transition::Refusal::kNone, v.status, v.check_count, v.send_count,
-                      v.last_sent_at};
+    return Transition{
+        true, Transition::Refusal::kNone, v.status, v.check_count, v.send_count, v.last_sent_at};
   }
 
   // Not pending (expiring an overdue one on the way).

@@ -148,8 +148,7 @@ Status FromException(const SqliteError& e) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(std::string path) : path_(std::move(path)), writer_db_(path_, false) {
-    writer_db_.Exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    writer_db_.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
     writer_ = std::thread([this] { WriterLoop(); });
   }
 
@@ -206,10 +205,10 @@ class SqliteStore final : public Store {
 
   Status UpdateApp(const App& app) override {
     return Write([&](Db& db) -> Status {
-      const int n = db.Prepare("UPDATE apps SET name = ?, settings = ?, updated_at = ? WHERE id = ?")
-                        .BindAll(app.name, AppSettingsToJson(app.settings), Ms(app.updated_at),
-                                 app.id)
-                        .Exec();
+      const int n =
+          db.Prepare("UPDATE apps SET name = ?, settings = ?, updated_at = ? WHERE id = ?")
+              .BindAll(app.name, AppSettingsToJson(app.settings), Ms(app.updated_at), app.id)
+              .Exec();
       return n == 1 ? Status::Ok() : otp::NotFound("no such app");
     });
   }
@@ -322,8 +321,8 @@ class SqliteStore final : public Store {
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
           .BindAll(v.id, v.app_id, v.to, v.status, v.channel, v.locale, WorkflowToJson(v.workflow),
                    v.code_hash, v.code_sealed, v.current_step, v.send_count, v.check_count,
-                   v.max_checks, v.max_sends, v.metadata_json, Ms(v.expires_at),
-                   Ms(v.created_at), Ms(v.updated_at), Ms(v.last_sent_at))
+                   v.max_checks, v.max_sends, v.metadata_json, Ms(v.expires_at), Ms(v.created_at),
+                   Ms(v.updated_at), Ms(v.last_sent_at))
           .Exec();
       for (const Delivery& d : v.deliveries) {
         const std::int64_t delivery_id = InsertDelivery(db, v.id, d);
@@ -374,8 +373,12 @@ class SqliteStore final : public Store {
           "RETURNING status, check_count, send_count");
       s.BindAll(correct, Ms(now), id, app_id);
       if (s.Step()) {
-        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)), {}};
+        Transition t{true,
+                     Transition::Refusal::kNone,
+                     s.Text(0),
+                     static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)),
+                     {}};
         while (s.Step()) {
         }
         if (t.status != kPending) LeavePending(db, id, now);
@@ -397,8 +400,12 @@ class SqliteStore final : public Store {
           "RETURNING status, check_count, send_count, last_sent_at");
       s.BindAll(Ms(now), delivery.channel, id, app_id, Ms(now) - cooldown_s * 1000LL);
       if (s.Step()) {
-        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)), At(s.Int(3))};
+        Transition t{true,
+                     Transition::Refusal::kNone,
+                     s.Text(0),
+                     static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)),
+                     At(s.Int(3))};
         while (s.Step()) {
         }
         Job j = job;
@@ -408,14 +415,14 @@ class SqliteStore final : public Store {
       }
       Result<Transition> r = Refused(db, app_id, id, now);
       if (!r.ok() || r->refusal != Transition::Refusal::kNone) return r;
-      Stmt c = db.Prepare(
-          "SELECT send_count, max_sends, last_sent_at FROM verifications WHERE id = ?");
+      Stmt c =
+          db.Prepare("SELECT send_count, max_sends, last_sent_at FROM verifications WHERE id = ?");
       c.Bind(1, id);
       c.Step();
       Transition t = *r;
       t.last_sent_at = At(c.Int(2));
-      t.refusal = c.Int(0) >= c.Int(1) ? Transition::Refusal::kMaxSends
-                                       : Transition::Refusal::kCooldown;
+      t.refusal =
+          c.Int(0) >= c.Int(1) ? Transition::Refusal::kMaxSends : Transition::Refusal::kCooldown;
       return t;
     });
   }
@@ -487,12 +494,11 @@ class SqliteStore final : public Store {
         }
       }
       if (o.undeliverable) {
-        const int n =
-            db.Prepare(
-                  "UPDATE verifications SET status = 'undeliverable', updated_at = ?1 "
-                  "WHERE id = ?2 AND status = 'pending'")
-                .BindAll(Ms(o.at), o.job.verification_id)
-                .Exec();
+        const int n = db.Prepare(
+                            "UPDATE verifications SET status = 'undeliverable', updated_at = ?1 "
+                            "WHERE id = ?2 AND status = 'pending'")
+                          .BindAll(Ms(o.at), o.job.verification_id)
+                          .Exec();
         if (n == 1) LeavePending(db, o.job.verification_id, o.at);
       }
       return Status::Ok();
@@ -522,11 +528,11 @@ class SqliteStore final : public Store {
     Db& db_;
   };
 
-  static std::int64_t InsertDelivery(Db& db, std::string_view verification_id,
-                                     const Delivery& d) {
+  static std::int64_t InsertDelivery(Db& db, std::string_view verification_id, const Delivery& d) {
     db.Prepare(
           "INSERT INTO deliveries (verification_id, step, channel, recipient, provider, status, "
-          "provider_message_id, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+          "provider_message_id, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+          "?)")
         .BindAll(verification_id, d.step, d.channel, d.to, d.provider, d.status,
                  d.provider_message_id, d.error, Ms(d.created_at), Ms(d.updated_at))
         .Exec();
@@ -562,8 +568,12 @@ class SqliteStore final : public Store {
         "WHERE id = ? AND app_id = ?");
     s.BindAll(id, app_id);
     if (!s.Step()) return otp::NotFound("no such verification");
-    Transition t{false, Transition::Refusal::kNotPending, s.Text(0), static_cast<int>(s.Int(1)),
-                 static_cast<int>(s.Int(2)), At(s.Int(4))};
+    Transition t{false,
+                 Transition::Refusal::kNotPending,
+                 s.Text(0),
+                 static_cast<int>(s.Int(1)),
+                 static_cast<int>(s.Int(2)),
+                 At(s.Int(4))};
     const bool overdue = t.status == kPending && s.Int(3) <= Ms(now);
     while (s.Step()) {
     }
@@ -586,8 +596,12 @@ class SqliteStore final : public Store {
                           condition + " RETURNING status, check_count, send_count");
       s.BindAll(status, Ms(now), id, app_id);
       if (s.Step()) {
-        Transition t{true, Transition::Refusal::kNone, s.Text(0), static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)), {}};
+        Transition t{true,
+                     Transition::Refusal::kNone,
+                     s.Text(0),
+                     static_cast<int>(s.Int(1)),
+                     static_cast<int>(s.Int(2)),
+                     {}};
         while (s.Step()) {
         }
         LeavePending(db, id, now);
