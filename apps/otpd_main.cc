@@ -27,13 +27,12 @@ int Fail(const std::string& what) {
 
 // On a first start with no app, creates `demo` and prints how to use it. The
 // key is shown once, here, on the terminal (never in the log).
-void BootstrapDemoApp(otpd::Store& store, otpd::AppService& apps, const otpd::Config& config,
-                      const std::string& inbox_path) {
+void BootstrapDemoApp(otpd::Store& store, otpd::AppService& apps, const std::string& base,
+                      bool inbox_served, const std::string& inbox_path) {
   auto existing = store.ListApps();
   if (!existing.ok() || !existing->empty()) return;
   auto created = apps.Create("demo", otpd::AppSettings{});
   if (!created.ok()) return;
-  const std::string base = "http://" + config.listen;
   std::printf(
       "\n"
       "  otpd created the app \"demo\" (%s). Its API key, shown only this once:\n\n"
@@ -48,10 +47,7 @@ void BootstrapDemoApp(otpd::Store& store, otpd::AppService& apps, const otpd::Co
       "         -H 'Content-Type: application/json' -d '{\"code\":\"123456\"}'\n\n",
       created->app.id.c_str(), created->api_key.c_str(), base.c_str(),
       inbox_path.empty() ? "(no log provider configured)" : inbox_path.c_str(),
-      config.ListenIsLoopback() && !inbox_path.empty()
-          ? ("and on the page " + base + "/dev/inbox\n\n").c_str()
-          : "\n",
-      base.c_str());
+      inbox_served ? ("and on the page " + base + "/dev/inbox\n\n").c_str() : "\n", base.c_str());
   std::fflush(stdout);
 }
 
@@ -69,6 +65,12 @@ int main(int argc, char** argv) {
 
   auto config = otpd::LoadConfig(otpd::ConfigPathFrom(config_flag));
   if (!config.ok()) return Fail(config.status().message());
+  if (!config->tls_cert.empty() || !config->tls_key.empty()) {
+    // Never serve plain HTTP where the operator asked for TLS.
+    return Fail(
+        "server.tls_cert/tls_key are set, but this build has no TLS listener yet; terminate TLS "
+        "in front of otpd (listening on loopback) and remove both keys");
+  }
   otpd::SetUpLogging(log_level);
 
   auto store = otpd::OpenStore(config->store_url);
@@ -106,11 +108,14 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return Fail("cannot listen on " + config->listen + ": " + e.what());
   }
-  BootstrapDemoApp(**store, apps, *config, log_path);
+  const std::string host =
+      http.host.find(':') != std::string::npos ? "[" + http.host + "]" : http.host;
+  const std::string base = "http://" + host + ":" + std::to_string(server->port());
+  BootstrapDemoApp(**store, apps, base, !api_options.inbox_path.empty(), log_path);
   dispatcher.Start();
   spdlog::info(R"("event":"listening","address":"{}","port":{},"store":"{}")", http.host,
                server->port(), config->store_url.substr(0, config->store_url.find("://")));
-  std::printf("otpd listening on http://%s:%u\n", http.host.c_str(), server->port());
+  std::printf("otpd listening on %s\n", base.c_str());
   std::fflush(stdout);
   server->Run();
   dispatcher.Stop();

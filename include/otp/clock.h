@@ -23,11 +23,8 @@ Clock& SystemClock();
 // A clock that moves only when told. Thread-safe.
 class FakeClock : public Clock {
  public:
-  explicit FakeClock(std::int64_t unix_seconds = 1'700'000'000)
-      : ms_(unix_seconds * 1000) {}
-  TimePoint Now() const override {
-    return TimePoint(std::chrono::milliseconds(ms_.load()));
-  }
+  explicit FakeClock(std::int64_t unix_seconds = 1'700'000'000) : ms_(unix_seconds * 1000) {}
+  TimePoint Now() const override { return TimePoint(std::chrono::milliseconds(ms_.load())); }
   void Advance(std::chrono::milliseconds d) { ms_ += d.count(); }
   void Set(std::int64_t unix_seconds) { ms_ = unix_seconds * 1000; }
 

@@ -28,7 +28,8 @@ std::optional<std::vector<std::uint8_t>> HexDecode(std::string_view text);
 
 // A 32-byte subkey of `master` for one purpose (HKDF-SHA256 with `label` as info),
 // so that one master key serves code hashing, sealing, ... independently.
-std::array<std::uint8_t, 32> DeriveKey(std::span<const std::uint8_t> master, std::string_view label);
+std::array<std::uint8_t, 32> DeriveKey(std::span<const std::uint8_t> master,
+                                       std::string_view label);
 
 // Keyed hashing of short codes (verification codes, recovery codes):
 // HMAC-SHA256(key, binding || 0x00 || code), hex-encoded. `binding` ties the

@@ -14,9 +14,9 @@
 namespace otp {
 
 struct TotpParams {
-  int digits = 6;         // 6..10
-  int period = 30;        // seconds per step, 15..120 in the API
-  std::int64_t t0 = 0;    // unix seconds of step 0
+  int digits = 6;       // 6..10
+  int period = 30;      // seconds per step, 15..120 in the API
+  std::int64_t t0 = 0;  // unix seconds of step 0
 };
 
 // The time step containing `unix_seconds` (floor((t - t0) / period)); 64-bit so

@@ -325,9 +325,9 @@ HttpResponse Api::Handle(const HttpRequest& request) {
   }
   HttpResponse response;
   if (route == nullptr) {
-    response = path_known ? Problem(MakeError(ApiCode::kInvalidRequest, "method not allowed"))
+    response = path_known ? Problem(MakeError(ApiCode::kMethodNotAllowed,
+                                              request.method + " is not served on this path"))
                           : Problem(MakeError(ApiCode::kNotFound, "no such route"));
-    if (path_known) response.status = 405;
   } else {
     try {
       response = Dispatch(request, *route, params);
@@ -402,7 +402,7 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     json j = json::parse(r.body, nullptr, false);
     if (j.is_object()) {
       r.headers.emplace_back("Location", "/v1/verifications/" + j.value("id", ""));
-      metrics_.VerificationStarted(j.value("channel", ""));
+      if (!answer->replayed) metrics_.VerificationStarted(j.value("channel", ""));
     }
     return r;
   }

@@ -21,6 +21,7 @@ const ApiCodeInfo& Describe(ApiCode code) {
       {423, "factor_locked", "Factor locked"},
       {503, "unavailable", "Service unavailable"},
       {500, "internal", "Internal error"},
+      {405, "invalid_request", "Method not allowed"},
   };
   return kTable[static_cast<int>(code)];
 }

@@ -28,6 +28,7 @@ enum class ApiCode {
   kFactorLocked,
   kUnavailable,
   kInternal,
+  kMethodNotAllowed,  // a known path with another method (problem code invalid_request)
 };
 
 struct FieldError {

@@ -1,6 +1,7 @@
 #include "service/config.h"
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -18,6 +19,18 @@ std::string Env(const char* name) {
 }
 
 otp::Status Bad(const std::string& what) { return otp::InvalidArgument("config: " + what); }
+
+// A typo in a key must not pass silently: every table's keys are checked.
+otp::Status OnlyKnownKeys(const toml::table& t, const std::string& where,
+                          std::initializer_list<std::string_view> known) {
+  for (auto&& [k, v] : t) {
+    if (std::find(known.begin(), known.end(), k.str()) == known.end()) {
+      return Bad("unknown key '" + std::string(k.str()) + "'" +
+                 (where.empty() ? "" : " in [" + where + "]"));
+    }
+  }
+  return otp::Status::Ok();
+}
 
 }  // namespace
 
@@ -58,9 +71,13 @@ otp::Result<Config> LoadConfig(const std::string& path) {
     } catch (const toml::parse_error& e) {
       return Bad(path + ": " + std::string(e.description()));
     }
+    OTP_RETURN_IF_ERROR(OnlyKnownKeys(t, "", {"server", "store", "security", "provider"}));
     if (auto* server = t["server"].as_table()) {
+      OTP_RETURN_IF_ERROR(OnlyKnownKeys(
+          *server, "server", {"listen", "threads", "tls_cert", "tls_key", "max_body_bytes"}));
       c.listen = (*server)["listen"].value_or(c.listen);
       c.threads = static_cast<int>((*server)["threads"].value_or(std::int64_t{c.threads}));
+      if (c.threads < 0 || c.threads > 256) return Bad("server.threads must be 0..256");
       c.tls_cert = (*server)["tls_cert"].value_or(c.tls_cert);
       c.tls_key = (*server)["tls_key"].value_or(c.tls_key);
       const auto body = (*server)["max_body_bytes"].value_or(std::int64_t(c.max_body_bytes));
@@ -69,8 +86,12 @@ otp::Result<Config> LoadConfig(const std::string& path) {
       }
       c.max_body_bytes = static_cast<std::size_t>(body);
     }
-    if (auto* store = t["store"].as_table()) c.store_url = (*store)["url"].value_or(c.store_url);
+    if (auto* store = t["store"].as_table()) {
+      OTP_RETURN_IF_ERROR(OnlyKnownKeys(*store, "store", {"url"}));
+      c.store_url = (*store)["url"].value_or(c.store_url);
+    }
     if (auto* sec = t["security"].as_table()) {
+      OTP_RETURN_IF_ERROR(OnlyKnownKeys(*sec, "security", {"master_key_file"}));
       c.master_key_file = (*sec)["master_key_file"].value_or(c.master_key_file);
     }
     if (auto* providers = t["provider"].as_array()) {

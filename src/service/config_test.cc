@@ -78,6 +78,11 @@ TEST(ConfigTest, BadFilesNameTheProblem) {
   EXPECT_NE(c.status().message().find("fax"), std::string::npos);
   c = LoadConfig(WriteTemp("[server]\nlisten=\"nohost\"\n"));
   EXPECT_FALSE(c.ok());
+  c = LoadConfig(WriteTemp("[server]\nlisen=\"127.0.0.1:1\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("lisen"), std::string::npos);
+  EXPECT_FALSE(LoadConfig(WriteTemp("[sever]\n")).ok());
+  EXPECT_FALSE(LoadConfig(WriteTemp("[server]\nthreads=-1\n")).ok());
   c =
       LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
                            "[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"));

@@ -69,7 +69,7 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
         return MakeError(ApiCode::kIdempotencyKeyReused,
                          "this Idempotency-Key was used with a different body");
       }
-      return StoredAnswer{r.response_status, r.response};
+      return StoredAnswer{r.response_status, r.response, true};
     }
   }
 

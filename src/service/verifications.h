@@ -36,6 +36,7 @@ struct StartRequest {
 struct StoredAnswer {
   int http_status = 201;
   std::string body;
+  bool replayed = false;  // an Idempotency-Key replay: nothing new was started
 };
 
 struct CheckAnswer {

@@ -287,7 +287,7 @@ TEST_F(VerificationsTest, NextStepFiresOnTimeoutWithTheSameCode) {
   EXPECT_TRUE(by_name_["voice"]->sent.empty());
   clock_.Advance(seconds(1));
   EXPECT_EQ(Deliver("voice"), code);
-  EXPECT_EQ(service_->Get(app_, id)->channel, "sms");  // the first channel started it
+  EXPECT_EQ(service_->Get(app_, id)->channel, "voice");  // the latest step fired
 }
 
 TEST_F(VerificationsTest, ApprovalBeforeTheTimeoutStopsTheWorkflow) {

@@ -96,7 +96,7 @@ struct Verification {
   std::string app_id;
   std::string to;  // E.164 or email
   std::string status = kPending;
-  std::string channel;  // channel of the latest step fired or queued
+  std::string channel;  // channel of the latest step fired (or resend queued)
   std::string locale;
   std::vector<WorkflowStep> workflow;
   std::string code_hash;    // keyed hash, bound to the id

@@ -107,6 +107,7 @@ class MemoryStore final : public Store {
     Verification stored = v;
     stored.deliveries.clear();
     verifications_[v.id] = stored;
+    insertion_[v.id] = ++next_id_;
     for (const Delivery& d : v.deliveries) {
       Job job = first_job;
       job.delivery_id = AddDelivery(v.id, d);
@@ -126,10 +127,15 @@ class MemoryStore final : public Store {
 
   Result<Verification> NewestPending(std::string_view app_id, std::string_view to) override {
     std::lock_guard lock(mu_);
+    // Newest by creation time, then by insertion (as SQLite's rowid).
     const Verification* best = nullptr;
+    auto newer = [&](const Verification& a, const Verification& b) {
+      return std::pair(a.created_at, insertion_.at(a.id)) >
+             std::pair(b.created_at, insertion_.at(b.id));
+    };
     for (const auto& [id, v] : verifications_) {
       if (v.app_id == app_id && v.to == to && v.status == kPending &&
-          (best == nullptr || v.created_at >= best->created_at)) {
+          (best == nullptr || newer(v, *best))) {
         best = &v;
       }
     }
@@ -254,6 +260,10 @@ class MemoryStore final : public Store {
     auto vit = verifications_.find(o.job.verification_id);
     if (vit == verifications_.end()) return Status::Ok();
     Verification& v = vit->second;
+    if (o.delivery_status != kDeliveryCanceled && v.status == kPending && d != deliveries_.end()) {
+      v.channel = d->second.channel;  // the latest step fired
+      v.updated_at = o.at;
+    }
     if (o.next && o.next_delivery && v.status == kPending) {
       v.current_step = o.next->step;
       v.updated_at = o.at;
@@ -340,6 +350,7 @@ class MemoryStore final : public Store {
   std::map<std::string, ApiKey> keys_;
   std::map<std::pair<std::string, std::string>, IdempotencyRecord> idempotency_;
   std::map<std::string, Verification> verifications_;
+  std::map<std::string, std::int64_t> insertion_;
   std::map<std::int64_t, Delivery> deliveries_;
   std::map<std::int64_t, std::string> delivery_owner_;
   std::map<std::int64_t, StoredJob> jobs_;

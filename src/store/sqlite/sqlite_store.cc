@@ -478,6 +478,14 @@ class SqliteStore final : public Store {
           .BindAll(o.provider, o.delivery_status, o.provider_message_id, o.error, Ms(o.at),
                    o.job.delivery_id)
           .Exec();
+      if (o.delivery_status != kDeliveryCanceled) {
+        // The verification's channel is that of the latest step fired.
+        db.Prepare(
+              "UPDATE verifications SET channel = (SELECT channel FROM deliveries WHERE id = ?1), "
+              "updated_at = ?2 WHERE id = ?3 AND status = 'pending'")
+            .BindAll(o.job.delivery_id, Ms(o.at), o.job.verification_id)
+            .Exec();
+      }
       if (o.next && o.next_delivery) {
         // Only while still pending: a verification that left pending fires nothing more.
         Stmt s = db.Prepare(
