@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of otpd (figures, not pass/fail), compared with nginx
+# serving a fixed JSON answer on the same machine in the same run.
+#
+#   bench/load.sh                    # after `make build` (release binaries)
+#   DURATION=30s CONNECTIONS=128 bench/load.sh
+#
+# Measures with wrk, one run each:
+#   1. nginx `return 200 '{"status":"ok"}'`      the ceiling
+#   2. otpd GET /healthz                         target >= 0.6x nginx
+#   3. otpd POST /v1/verifications/{id}/check    wrong codes, spread over enough
+#                                                pending verifications that none
+#                                                reaches max_checks; target >= 0.25x
+#                                                nginx and p99 < 10 ms at 64 conns
+# otpd runs from the release build with SQLite and a `log` provider in a temp
+# dir, on a free loopback port; everything talks to 127.0.0.1 only.
+#
+# Environment (defaults in brackets):
+#   DURATION [10s]  CONNECTIONS [64]  THREADS [2]   wrk settings for every run
+#   OTPD_THREADS [0 = one per core]                  [server] threads
+#   OTPD_LOG_LEVEL [info]                            otpd --log-level (info logs each request)
+#   OTPD, OTPCTL [build/release/apps/...]            binaries to measure
+#   PROBE_DURATION [2s]                              short check run that sizes the pool
+#   MAX_VERIFICATIONS [200000]                       upper bound on verifications created
+#   CREATE_PARALLEL [8]                              parallel curl processes creating them
+#   KEEP_TMP [0]                                     1 = keep the temp dir (logs, db)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+OTPD_THREADS=${OTPD_THREADS:-0}
+OTPD_LOG_LEVEL=${OTPD_LOG_LEVEL:-info}
+OTPD=${OTPD:-$ROOT/build/release/apps/otpd}
+OTPCTL=${OTPCTL:-$ROOT/build/release/apps/otpctl}
+PROBE_DURATION=${PROBE_DURATION:-2s}
+MAX_VERIFICATIONS=${MAX_VERIFICATIONS:-200000}
+CREATE_PARALLEL=${CREATE_PARALLEL:-8}
+KEEP_TMP=${KEEP_TMP:-0}
+MAX_CHECKS=20        # the app's max_checks (the most otpd allows)
+CHECK_BUDGET=12      # plan at most this many wrong checks per verification
+PROBE_POOL=2000      # verifications spent by the probe run
+
+die() { echo "load.sh: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+for tool in wrk nginx curl awk; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
+done
+[[ -x "$OTPD" && -x "$OTPCTL" ]] || die "no release build at $OTPD / $OTPCTL: run 'make build' first"
+[[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ && "$THREADS" -ge 1 ]] ||
+  die "CONNECTIONS and THREADS must be positive integers"
+[[ "$CONNECTIONS" -ge "$THREADS" ]] || die "CONNECTIONS must be >= THREADS"
+
+# wrk duration ("10s", "2m", "1h", or plain seconds) in seconds.
+seconds_of() {
+  local d=$1
+  case "$d" in
+    *s) echo "${d%s}" ;;
+    *m) echo $((${d%m} * 60)) ;;
+    *h) echo $((${d%h} * 3600)) ;;
+    *) echo "$d" ;;
+  esac
+}
+DURATION_S=$(seconds_of "$DURATION")
+PROBE_S=$(seconds_of "$PROBE_DURATION")
+[[ "$DURATION_S" =~ ^[0-9]+$ && "$DURATION_S" -ge 1 && "$PROBE_S" =~ ^[0-9]+$ && "$PROBE_S" -ge 1 ]] ||
+  die "DURATION and PROBE_DURATION must be whole seconds, minutes or hours (e.g. 10s)"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/otpd-bench.XXXXXX")
+OTPD_PID=""
+NGINX_PID=""
+cleanup() {
+  local pid
+  for pid in $OTPD_PID $NGINX_PID; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in $OTPD_PID $NGINX_PID; do
+    # bounded wait, then force
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ "$KEEP_TMP" == 1 ]]; then
+    echo "load.sh: kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# CPU seconds (user+system) used so far by a process and its children threads;
+# for nginx, master plus workers.
+cpu_ticks() {
+  local total=0 pid t
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] || continue
+    t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+    total=$((total + t))
+  done
+  echo "$total"
+}
+TICKS=$(getconf CLK_TCK)
+
+# Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
+# by the server pids in $SERVER_PIDS>.
+run_wrk() {
+  local name=$1 url=$2 script=$3 duration=$4 out before after
+  out="$TMP/wrk-$name.txt"
+  before=$(cpu_ticks $SERVER_PIDS)
+  BENCH_LIB="$BENCH/wrk_report.lua" BENCH_THREADS="$THREADS" \
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "$duration" --timeout 5s -s "$script" "$url" \
+    >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
+  after=$(cpu_ticks $SERVER_PIDS)
+  local line
+  line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "wrk printed no RESULT for $name"; }
+  local secs
+  secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
+  echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
+    'BEGIN { printf "%.2f", (b - a) / t / s }')"
+}
+
+field() { sed -E "s/.*(^| )$2=([^ ]*).*/\2/" <<<"$1"; }
+
+# ---------------------------------------------------------------- otpd setup
+CONF="$TMP/otpd.toml"
+cat >"$CONF" <<EOF
+[server]
+listen = "127.0.0.1:0"
+threads = $OTPD_THREADS
+
+[store]
+url = "sqlite://$TMP/otpd.db"
+
+[security]
+master_key_file = "$TMP/master.key"
+
+[[provider]]
+name = "bench-log"
+type = "log"
+channels = ["sms"]
+path = "$TMP/messages.jsonl"
+EOF
+
+"$OTPCTL" --config "$CONF" migrate >"$TMP/otpctl.out" 2>&1 ||
+  { cat "$TMP/otpctl.out" >&2; die "otpctl migrate failed"; }
+"$OTPCTL" --config "$CONF" app create bench --max-checks "$MAX_CHECKS" --ttl 3600 \
+  >"$TMP/app.json" 2>>"$TMP/otpctl.out" || { cat "$TMP/otpctl.out" >&2; die "otpctl app create failed"; }
+API_KEY=$(grep -o '"api_key":"[^"]*"' "$TMP/app.json" | cut -d'"' -f4)
+[[ -n "$API_KEY" ]] || die "no api_key in $(cat "$TMP/app.json")"
+
+"$OTPD" --config "$CONF" --log-level "$OTPD_LOG_LEVEL" >"$TMP/otpd.out" 2>"$TMP/otpd.log" &
+OTPD_PID=$!
+OTPD_PORT=""
+for _ in $(seq 1 100); do
+  OTPD_PORT=$(sed -nE 's#^otpd listening on http://127\.0\.0\.1:([0-9]+)$#\1#p' "$TMP/otpd.out")
+  [[ -n "$OTPD_PORT" ]] && break
+  kill -0 "$OTPD_PID" 2>/dev/null || { cat "$TMP/otpd.out" "$TMP/otpd.log" >&2; die "otpd exited"; }
+  sleep 0.1
+done
+[[ -n "$OTPD_PORT" ]] || die "otpd did not report its port within 10 s"
+OTPD_URL="http://127.0.0.1:$OTPD_PORT"
+curl -sf "$OTPD_URL/healthz" >/dev/null || die "otpd does not answer /healthz"
+log "otpd $("$OTPD" --version 2>/dev/null || true) pid $OTPD_PID on $OTPD_URL (SQLite in $TMP)"
+
+# --------------------------------------------------------------- nginx setup
+NGINX_DIR="$TMP/nginx"
+mkdir -p "$NGINX_DIR"
+NGINX_PORT=""
+for _ in $(seq 1 20); do
+  port=$((20000 + RANDOM % 40000))
+  # skip a port something already listens on
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+  sed -e "s#@DIR@#$NGINX_DIR#g" -e "s#@PORT@#$port#g" "$BENCH/nginx.conf.in" >"$NGINX_DIR/nginx.conf"
+  nginx -e "$NGINX_DIR/error.log" -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" \
+    >"$NGINX_DIR/stdout" 2>&1 &
+  NGINX_PID=$!
+  for _ in $(seq 1 50); do
+    if curl -sf "http://127.0.0.1:$port/" >/dev/null 2>&1; then NGINX_PORT=$port; break; fi
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -n "$NGINX_PORT" ]] && break
+  kill -TERM "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=""
+done
+[[ -n "$NGINX_PORT" ]] || { cat "$NGINX_DIR/error.log" >&2 2>/dev/null; die "nginx did not start"; }
+NGINX_URL="http://127.0.0.1:$NGINX_PORT/"
+sleep 0.3  # let the workers come up
+NGINX_PIDS="$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"
+log "nginx $(nginx -v 2>&1 | sed 's#.*/##') pids $NGINX_PIDS on $NGINX_URL"
+
+# ------------------------------------------------------ pending verifications
+CREATED=0   # numbers used so far: +30691 followed by 7 digits, one per verification
+
+# create_verifications COUNT FILE: starts COUNT verifications with distinct
+# numbers (the per-recipient start limit is 5 per 10 min) and appends their ids
+# to FILE. Batches of 250 per curl process (keep-alive), CREATE_PARALLEL at once.
+create_verifications() {
+  local count=$1 file=$2 dir
+  dir=$(mktemp -d "$TMP/create.XXXXXX")
+  awk -v from="$CREATED" -v n="$count" -v url="$OTPD_URL/v1/verifications" -v key="$API_KEY" \
+      -v dir="$dir" 'BEGIN {
+    for (i = 0; i < n; i++) {
+      f = sprintf("%s/batch-%05d.curl", dir, int(i / 250))
+      printf "url = \"%s\"\nheader = \"Authorization: Bearer %s\"\n", url, key > f
+      printf "header = \"Content-Type: application/json\"\n" > f
+      printf "data = \"{\\\"to\\\":\\\"+30691%07d\\\",\\\"ttl_s\\\":3600}\"\n", from + i > f
+      printf "write-out = \"\\nHTTP %%{http_code}\\n\"\nnext\n" > f
+    }
+  }'
+  CREATED=$((CREATED + count))
+  find "$dir" -name 'batch-*.curl' -print0 |
+    xargs -0 -P "$CREATE_PARALLEL" -I{} sh -c 'curl -s -K "$1" >"$1.out" 2>&1 || true' _ {}
+  grep -ho '"id":"ver_[0-9a-f]*"' "$dir"/*.out | cut -d'"' -f4 >>"$file"
+  local bad
+  bad=$(cat "$dir"/*.out | awk '/^HTTP / && $2 != 201 { n[$2]++ } END { for (c in n) printf "%s:%d ", c, n[c] }')
+  [[ -z "$bad" ]] || log "creating verifications: non-201 answers $bad"
+}
+
+# wait_dispatched N: the dispatcher writes one line per message to the log
+# provider's file; wait (bounded) until all N are out, so that no background
+# sending competes with the measured runs.
+wait_dispatched() {
+  local want=$1 have=0
+  for _ in $(seq 1 600); do
+    have=$(wc -l <"$TMP/messages.jsonl" 2>/dev/null || echo 0)
+    [[ "$have" -ge "$want" ]] && return 0
+    sleep 0.1
+  done
+  log "only $have of $want messages dispatched after 60 s; measuring anyway"
+}
+
+SERVER_PIDS="$OTPD_PID"
+log "probe: $PROBE_POOL verifications, ${PROBE_DURATION} of wrong-code checks to size the pool"
+t0=$(date +%s.%N)
+create_verifications "$PROBE_POOL" "$TMP/probe-ids.txt"
+t1=$(date +%s.%N)
+PROBE_IDS=$(wc -l <"$TMP/probe-ids.txt")
+[[ "$PROBE_IDS" -gt 0 ]] || die "could not create any verification (see $TMP/otpd.log)"
+CREATE_RATE=$(awk -v n="$PROBE_IDS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+wait_dispatched "$PROBE_IDS"
+probe=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/probe-ids.txt" \
+  run_wrk probe "$OTPD_URL" "$BENCH/wrk_check.lua" "$PROBE_DURATION")
+probe_rps=$(field "$probe" rps)
+log "probe: $probe_rps checks/s ($(field "$probe" statuses)); creation ran at $CREATE_RATE/s"
+# If the probe pool ran out (non-200s), its rate is a lower bound: double it.
+if [[ "$(field "$probe" statuses)" != "200:$(field "$probe" requests)" ]]; then
+  probe_rps=$(awk -v r="$probe_rps" 'BEGIN { print r * 2 }')
+fi
+# Size: 1.5x the probe rate for the whole run, at most CHECK_BUDGET checks each.
+NEED=$(awk -v r="$probe_rps" -v d="$DURATION_S" -v b="$CHECK_BUDGET" -v t="$THREADS" \
+  'BEGIN { n = int(r * 1.5 * d / b) + 100 * t; print n }')
+if [[ "$NEED" -gt "$MAX_VERIFICATIONS" ]]; then
+  log "capping the pool at MAX_VERIFICATIONS=$MAX_VERIFICATIONS (wanted $NEED): expect 409s"
+  NEED=$MAX_VERIFICATIONS
+fi
+log "creating $NEED pending verifications (max_checks $MAX_CHECKS, ttl 3600 s) ..."
+t0=$(date +%s.%N)
+create_verifications "$NEED" "$TMP/ids.txt"
+t1=$(date +%s.%N)
+POOL=$(wc -l <"$TMP/ids.txt")
+CREATE_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+log "created $POOL in $CREATE_SECS s"
+wait_dispatched $((PROBE_IDS + POOL))
+
+# ------------------------------------------------------------------ the runs
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "nginx: wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
+SERVER_PIDS="$NGINX_PIDS"
+R_NGINX=$(run_wrk nginx "$NGINX_URL" "$BENCH/wrk_report.lua" "$DURATION")
+log "otpd GET /healthz"
+SERVER_PIDS="$OTPD_PID"
+R_HEALTH=$(run_wrk healthz "$OTPD_URL/healthz" "$BENCH/wrk_report.lua" "$DURATION")
+log "otpd POST /v1/verifications/{id}/check (wrong code) over $POOL verifications"
+R_CHECK=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/ids.txt" \
+  run_wrk check "$OTPD_URL" "$BENCH/wrk_check.lua" "$DURATION")
+kill -0 "$OTPD_PID" 2>/dev/null || die "otpd died during the runs (see $TMP/otpd.log)"
+
+# ------------------------------------------------------------------- report
+nginx_rps=$(field "$R_NGINX" rps)
+ratio() { awk -v a="$1" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }'; }
+ok() {  # ok CONDITION-AWK-EXPR
+  awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"
+}
+row() {  # row NAME RESULT TARGET VERDICT
+  local r=$2
+  printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %s\n" "$1" "$(field "$r" rps)" \
+    "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$(ratio "$(field "$r" rps)")" "$3" "$4" \
+    "$(field "$r" cpu)" "$(awk -v c="$(field "$r" cpu)" -v r="$(field "$r" rps)" \
+      'BEGIN { printf "%.1f", c * 1e6 / r }')" "$(field "$r" statuses)$(
+      e=$(field "$r" errors); [[ "$e" == 0 ]] || echo " socket-errors:$e")"
+}
+h_ratio=$(ratio "$(field "$R_HEALTH" rps)")
+c_ratio=$(ratio "$(field "$R_CHECK" rps)")
+c_p99=$(field "$R_CHECK" p99_ms)
+all200() { [[ "$(field "$1" statuses)" == "200:$(field "$1" requests)" && "$(field "$1" errors)" == 0 ]]; }
+health_ok=$(ok "$h_ratio >= 0.6")
+check_ok=$(ok "$c_ratio >= 0.25 && $c_p99 < 10")
+all200 "$R_HEALTH" || health_ok="INVALID"
+all200 "$R_CHECK" || check_ok="INVALID"
+[[ "$(field "$R_CHECK" valid)" == 0 ]] || log "$(field "$R_CHECK" valid) checks were (by 1e-6 luck) right"
+
+echo
+echo "otpd load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
+  "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, otpd threads=$OTPD_THREADS log-level=$OTPD_LOG_LEVEL"
+echo "check pool: $POOL pending verifications (+$PROBE_IDS probed), created at ~$CREATE_RATE/s;" \
+  "at most $(awk -v r="$(field "$R_CHECK" requests)" -v p="$POOL" -v t="$THREADS" \
+    'BEGIN { printf "%d", (r / t) / int(p / t) + 2 }') checks each (max_checks $MAX_CHECKS)"
+echo
+printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
+  "ratio" "target" "verdict" "cpu" "us/req" "answers"
+row "nginx return 200 (ceiling)" "$R_NGINX" "-" "-"
+row "otpd GET /healthz" "$R_HEALTH" ">= 0.60x nginx" "$health_ok"
+row "otpd POST /v1/verifications/{id}/check" "$R_CHECK" ">= 0.25x nginx, p99 < 10 ms" "$check_ok"
+echo
+echo "ratio = req/s / nginx req/s in this run; cpu = cores the server used (user+sys)" \
+  "during its run; us/req = server CPU microseconds per request;"
+echo "answers = HTTP status:count (INVALID = not all 200); load average before/after the runs:" \
+  "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
