@@ -158,6 +158,24 @@ TEST_F(ApiTest, StartCheckAndNotPending) {
                 "verification_not_pending");
 }
 
+TEST_F(ApiTest, Security2_ARightCodeAtExpiresAtPlusOneSecondIsRefused) {
+  Dispatcher dispatcher(*store_, *providers_, secrets_, clock_);
+  const json started =
+      Body(Call("POST", "/v1/verifications", R"({"to":"+306912345678","ttl_s":60})", key_a_));
+  const std::string id = started["id"];
+  dispatcher.RunOnce();
+  auto v = store_->GetVerification("", id);
+  ASSERT_TRUE(v.ok());
+  auto code = secrets_.keyring.Open(v->code_sealed, id);
+  ASSERT_TRUE(code.ok());
+  clock_.Set(otp::ToUnixSeconds(v->expires_at) + 1);
+  HttpResponse r = Call("POST", "/v1/verifications/" + id + "/check",
+                        json{{"code", std::string(code->begin(), code->end())}}.dump(), key_a_);
+  ExpectProblem(r, 409, "verification_not_pending");
+  EXPECT_EQ(Body(r)["status"], "expired");
+  EXPECT_EQ(Body(Call("GET", "/v1/verifications/" + id, "", key_a_))["status"], "expired");
+}
+
 TEST_F(ApiTest, Security23_CrossAppIsNotFound) {
   const std::string id =
       Body(Call("POST", "/v1/verifications", R"({"to":"+306912345678"})", key_a_))["id"];

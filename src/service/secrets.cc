@@ -56,7 +56,8 @@ Secrets::Secrets(const MasterKey& master)
     : code_hasher(otp::DeriveKey(master, "otpd code hash v1")) {
   // The key id names the master key (not the key itself): a short digest.
   const auto id_digest = otp::HmacSha256(master, "otpd key id v1");
-  const std::string key_id = "m" + otp::HexEncode(std::span(id_digest).first(4));
+  std::string key_id = "m";
+  key_id += otp::HexEncode(std::span(id_digest).first(4));
   (void)keyring.Add(key_id, otp::DeriveKey(master, "otpd seal v1"));
 }
 
