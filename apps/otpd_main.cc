@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   http.port = config->ListenPort();
   http.io_threads = config->threads;
   http.max_body_bytes = config->max_body_bytes;
+  http.run_inline = [](const otpd::HttpRequest& r) { return r.path == "/healthz"; };
   std::unique_ptr<otpd::HttpServer> server;
   try {
     server = std::make_unique<otpd::HttpServer>(
@@ -120,5 +121,6 @@ int main(int argc, char** argv) {
   server->Run();
   dispatcher.Stop();
   spdlog::info(R"("event":"stopped")");
+  otpd::ShutDownLogging();
   return 0;
 }

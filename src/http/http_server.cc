@@ -425,8 +425,14 @@ struct HttpServer::Impl {
       conn.stream.expires_never();
       // GCC 12 mishandles non-trivial temporaries (e.g. lambdas with captures)
       // inside a co_await expression: keep the job in a named local.
+      const bool run_inline = options.run_inline && options.run_inline(req);
       HandlerJob job{this, std::move(req)};
-      HttpResponse res = co_await AsyncRunOnPool(pool, std::move(job), asio::use_awaitable);
+      HttpResponse res;
+      if (run_inline) {
+        res = job();  // never blocks (e.g. /healthz): spare the two thread hand-offs
+      } else {
+        res = co_await AsyncRunOnPool(pool, std::move(job), asio::use_awaitable);
+      }
 
       const bool again = keep_alive && !stopping;
       co_await Write(conn, version, std::move(res), again, ec);

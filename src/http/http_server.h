@@ -51,9 +51,12 @@ struct HttpServerOptions {
   int handler_threads = 64;   // blocking workers for the handler
   std::size_t max_body_bytes = 65536;
   std::size_t max_header_bytes = 16384;
-  std::chrono::seconds read_timeout{10};   // whole request (headers + body)
-  std::chrono::seconds idle_timeout{60};   // keep-alive wait for the next request
-  bool handle_signals = true;              // SIGINT/SIGTERM call Stop()
+  std::chrono::seconds read_timeout{10};  // whole request (headers + body)
+  std::chrono::seconds idle_timeout{60};  // keep-alive wait for the next request
+  bool handle_signals = true;             // SIGINT/SIGTERM call Stop()
+  // Requests for which this returns true run on the I/O thread itself, not the
+  // worker pool: only for answers that never block (health checks).
+  std::function<bool(const HttpRequest&)> run_inline;
 };
 
 class HttpServer {

@@ -444,6 +444,28 @@ TEST(HttpServerTest, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
   EXPECT_LT(elapsed, milliseconds(2500));
 }
 
+TEST(HttpServerTest, InlineRequestsSkipABusyWorkerPool) {
+  HttpServerOptions options = TestOptions();
+  options.handler_threads = 1;
+  options.run_inline = [](const HttpRequest& r) { return r.path == "/health"; };
+  TestServer server(
+      [](const HttpRequest& r) {
+        if (r.path == "/slow") std::this_thread::sleep_for(milliseconds(1500));
+        return HttpResponse{200, "application/json", {}, "{}"};
+      },
+      options);
+  std::thread slow([&] {
+    Client client(server.port());
+    client.Get("/slow");
+  });
+  std::this_thread::sleep_for(milliseconds(200));  // the only worker is now busy
+  const auto start = Clock::now();
+  Client client(server.port());
+  EXPECT_EQ(client.Get("/health").result_int(), 200);
+  EXPECT_LT(Clock::now() - start, milliseconds(1000));
+  slow.join();
+}
+
 TEST(HttpServerTest, HandlersRunConcurrently) {
   HttpServerOptions options = TestOptions();
   options.io_threads = 2;

@@ -45,10 +45,19 @@ std::vector<std::string> Split(std::string_view path) {
   return parts;
 }
 
-// Matches `path` against `pattern`; fills `params` with the {…} segments.
-bool Match(std::string_view pattern, const std::vector<std::string>& parts,
+// Every route's path split into segments, once.
+const std::vector<std::vector<std::string>>& RouteSegments() {
+  static const auto* segments = [] {
+    auto* out = new std::vector<std::vector<std::string>>();
+    for (const RouteInfo& r : kRoutes) out->push_back(Split(r.path));
+    return out;
+  }();
+  return *segments;
+}
+
+// Matches `parts` against `want`; fills `params` with the {…} segments.
+bool Match(const std::vector<std::string>& want, const std::vector<std::string>& parts,
            std::vector<std::string>* params) {
-  const std::vector<std::string> want = Split(pattern);
   if (want.size() != parts.size()) return false;
   std::vector<std::string> found;
   for (std::size_t i = 0; i < want.size(); ++i) {
@@ -313,9 +322,10 @@ HttpResponse Api::Handle(const HttpRequest& request) {
   const RouteInfo* route = nullptr;
   bool path_known = false;
   std::vector<std::string> params;
-  for (const RouteInfo& r : kRoutes) {
+  for (std::size_t i = 0; i < kRoutes.size(); ++i) {
+    const RouteInfo& r = kRoutes[i];
     std::vector<std::string> p;
-    if (!Match(r.path, parts, &p)) continue;
+    if (!Match(RouteSegments()[i], parts, &p)) continue;
     path_known = true;
     if (request.method == r.method) {
       route = &r;

@@ -11,5 +11,7 @@ namespace otpd {
 
 // Installs the JSON-lines logger as spdlog's default. `level`: "info", "debug", ...
 void SetUpLogging(const std::string& level);
+// Flushes and stops the logger; call before exit.
+void ShutDownLogging();
 
 }  // namespace otpd

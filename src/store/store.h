@@ -33,6 +33,8 @@ struct Transition {
   int check_count = 0;
   int send_count = 0;
   TimePoint last_sent_at;  // for cooldown answers
+  bool correct = false;    // RecordCheck: the submitted code matched
+  int max_checks = 0;      // RecordCheck
 };
 
 // What the dispatcher did with one claimed job, written in one transaction.
@@ -87,11 +89,12 @@ class Store {
   // The newest pending verification of the app for `to`; NotFound if none.
   virtual Result<Verification> NewestPending(std::string_view app_id, std::string_view to) = 0;
 
-  // One check: spends a check; a right code approves, the max_checks-th wrong
-  // code moves to max_checks_reached. Refused (kNotPending) unless pending and
-  // now < expires_at (an overdue verification is moved to expired).
-  virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id, bool correct,
-                                         TimePoint now) = 0;
+  // One check, in one transaction: compares `code_hash` with the stored hash in
+  // constant time and spends a check; a right code approves, the max_checks-th
+  // wrong code moves to max_checks_reached. Refused (kNotPending) unless pending
+  // and now < expires_at (an overdue verification is moved to expired).
+  virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
+                                         std::string_view code_hash, TimePoint now) = 0;
   // A resend: counts a send and queues `job` with `delivery`, if pending, under
   // max_sends and out of the cooldown; else refused with the reason.
   virtual Result<Transition> RecordResend(std::string_view app_id, std::string_view id,

@@ -115,7 +115,7 @@ TEST_P(StoreTest, VerificationIsScopedToItsApp) {
   ASSERT_EQ(got->deliveries.size(), 1u);
   EXPECT_EQ(got->deliveries[0].status, kDeliveryQueued);
   EXPECT_EQ(store_->GetVerification("app_b", "ver_1").status().code(), otp::StatusCode::kNotFound);
-  EXPECT_EQ(store_->RecordCheck("app_b", "ver_1", true, now_).status().code(),
+  EXPECT_EQ(store_->RecordCheck("app_b", "ver_1", "hash", now_).status().code(),
             otp::StatusCode::kNotFound);
   EXPECT_EQ(store_->Cancel("app_b", "ver_1", now_).status().code(), otp::StatusCode::kNotFound);
   EXPECT_EQ(store_->GetVerification("", "ver_1")->id, "ver_1");
@@ -124,15 +124,15 @@ TEST_P(StoreTest, VerificationIsScopedToItsApp) {
 TEST_P(StoreTest, ChecksCountAndApproveOnce) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
-  auto t = store_->RecordCheck("app_a", "ver_1", false, now_);
+  auto t = store_->RecordCheck("app_a", "ver_1", "wrong", now_);
   ASSERT_TRUE(t.ok());
   EXPECT_TRUE(t->applied);
   EXPECT_EQ(t->status, kPending);
   EXPECT_EQ(t->check_count, 1);
-  t = store_->RecordCheck("app_a", "ver_1", true, now_);
+  t = store_->RecordCheck("app_a", "ver_1", "hash", now_);
   EXPECT_TRUE(t->applied);
   EXPECT_EQ(t->status, kApproved);
-  t = store_->RecordCheck("app_a", "ver_1", true, now_);
+  t = store_->RecordCheck("app_a", "ver_1", "hash", now_);
   EXPECT_FALSE(t->applied);
   EXPECT_EQ(t->status, kApproved);
   // Leaving pending wipes the sealed code, drops jobs and cancels queued deliveries.
@@ -146,11 +146,11 @@ TEST_P(StoreTest, MaxChecksReached) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
   for (int i = 1; i <= 5; ++i) {
-    auto t = store_->RecordCheck("app_a", "ver_1", false, now_);
+    auto t = store_->RecordCheck("app_a", "ver_1", "wrong", now_);
     ASSERT_TRUE(t->applied);
     EXPECT_EQ(t->status, i < 5 ? kPending : kMaxChecksReached);
   }
-  EXPECT_FALSE(store_->RecordCheck("app_a", "ver_1", true, now_)->applied);
+  EXPECT_FALSE(store_->RecordCheck("app_a", "ver_1", "hash", now_)->applied);
 }
 
 TEST_P(StoreTest, ConcurrentChecksCountOneByOne) {
@@ -162,7 +162,7 @@ TEST_P(StoreTest, ConcurrentChecksCountOneByOne) {
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
       for (int k = 0; k < 10; ++k) {
-        auto t = store_->RecordCheck("app_a", "ver_1", i == 0 && k == 5, now_);
+        auto t = store_->RecordCheck("app_a", "ver_1", (i == 0 && k == 5) ? "hash" : "wrong", now_);
         if (t.ok() && t->applied && t->status == kApproved && i == 0 && k == 5) ++approved;
       }
     });
@@ -179,7 +179,7 @@ TEST_P(StoreTest, ConcurrentChecksCountOneByOne) {
 TEST_P(StoreTest, ExpiryIsAppliedOnTheWay) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
-  auto t = store_->RecordCheck("app_a", "ver_1", true, v.expires_at);
+  auto t = store_->RecordCheck("app_a", "ver_1", "hash", v.expires_at);
   EXPECT_FALSE(t->applied);
   EXPECT_EQ(t->status, kExpired);
   EXPECT_EQ(store_->GetVerification("app_a", "ver_1")->status, kExpired);
@@ -295,7 +295,7 @@ TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
     ASSERT_TRUE((*s)->CreateApp(MakeApp("app_a", now)).ok());
     Verification v = MakeVerification("ver_1", "app_a", now);
     ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
-    ASSERT_TRUE((*s)->RecordCheck("app_a", "ver_1", false, now).ok());
+    ASSERT_TRUE((*s)->RecordCheck("app_a", "ver_1", "wrong", now).ok());
     EXPECT_TRUE((*s)->Migrate().ok());  // a second run changes nothing
   }
   auto s = OpenStore("sqlite://" + path);
@@ -318,8 +318,8 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
   ASSERT_TRUE((*a)->CreateApp(MakeApp("app_a", now)).ok());
   Verification v = MakeVerification("ver_1", "app_a", now);
   ASSERT_TRUE((*a)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
-  EXPECT_TRUE((*b)->RecordCheck("app_a", "ver_1", true, now)->applied);
-  EXPECT_FALSE((*a)->RecordCheck("app_a", "ver_1", true, now)->applied);
+  EXPECT_TRUE((*b)->RecordCheck("app_a", "ver_1", "hash", now)->applied);
+  EXPECT_FALSE((*a)->RecordCheck("app_a", "ver_1", "hash", now)->applied);
   EXPECT_EQ((*a)->ClaimJobs(now, now + seconds(60), 10)->size(), 0u);
 }
 

@@ -4,6 +4,8 @@
 #include <map>
 #include <mutex>
 
+#include "otp/crypto.h"
+
 namespace otpd {
 namespace {
 
@@ -143,12 +145,13 @@ class MemoryStore final : public Store {
     return WithDeliveries(*best);
   }
 
-  Result<Transition> RecordCheck(std::string_view app_id, std::string_view id, bool correct,
-                                 TimePoint now) override {
+  Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
+                                 std::string_view code_hash, TimePoint now) override {
     std::lock_guard lock(mu_);
     Verification* v = Find(app_id, id);
     if (v == nullptr) return otp::NotFound("no such verification");
     if (!PendingAt(*v, now)) return Refusal(*v, now);
+    const bool correct = otp::ConstantTimeEqual(v->code_hash, code_hash);
     ++v->check_count;
     if (correct) {
       v->status = kApproved;
@@ -157,7 +160,9 @@ class MemoryStore final : public Store {
     }
     v->updated_at = now;
     if (v->status != kPending) LeavePending(*v, now);
-    return Applied(*v);
+    Transition t = Applied(*v);
+    t.correct = correct;
+    return t;
   }
 
   Result<Transition> RecordResend(std::string_view app_id, std::string_view id, int cooldown_s,
@@ -296,8 +301,10 @@ class MemoryStore final : public Store {
   }
 
   static Transition Applied(const Verification& v) {
-    return Transition{
-        true, Transition::Refusal::kNone, v.status, v.check_count, v.send_count, v.last_sent_at};
+    Transition t{true,          Transition::Refusal::kNone, v.status, v.check_count, v.send_count,
+                 v.last_sent_at};
+    t.max_checks = v.max_checks;
+    return t;
   }
 
   // Not pending (expiring an overdue one on the way).

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "otp/crypto.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace otpd {
@@ -361,9 +362,19 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<Transition> RecordCheck(std::string_view app_id, std::string_view id, bool correct,
-                                 TimePoint now) override {
+  Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
+                                 std::string_view code_hash, TimePoint now) override {
     return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
+      bool correct = false;
+      int max_checks = 0;
+      {
+        Stmt q = db.Prepare(
+            "SELECT code_hash, max_checks FROM verifications WHERE id = ? AND app_id = ?");
+        q.BindAll(id, app_id);
+        if (!q.Step()) return otp::NotFound("no such verification");
+        correct = otp::ConstantTimeEqual(q.Text(0), code_hash);
+        max_checks = static_cast<int>(q.Int(1));
+      }
       Stmt s = db.Prepare(
           "UPDATE verifications SET check_count = check_count + 1, "
           "status = CASE WHEN ?1 THEN 'approved' "
@@ -379,12 +390,16 @@ class SqliteStore final : public Store {
                      static_cast<int>(s.Int(1)),
                      static_cast<int>(s.Int(2)),
                      {}};
+        t.correct = correct;
+        t.max_checks = max_checks;
         while (s.Step()) {
         }
         if (t.status != kPending) LeavePending(db, id, now);
         return t;
       }
-      return Refused(db, app_id, id, now);
+      Result<Transition> refused = Refused(db, app_id, id, now);
+      if (refused.ok()) refused->max_checks = max_checks;
+      return refused;
     });
   }
 
@@ -522,10 +537,10 @@ class SqliteStore final : public Store {
   // A read transaction, so that multi-statement reads see one snapshot.
   class ReadTxn {
    public:
-    explicit ReadTxn(Db& db) : db_(db) { db_.Exec("BEGIN"); }
+    explicit ReadTxn(Db& db) : db_(db) { db_.Run("BEGIN"); }
     ~ReadTxn() {
       try {
-        db_.Exec("COMMIT");
+        db_.Run("COMMIT");
       } catch (const SqliteError&) {
       }
     }
@@ -666,14 +681,14 @@ class SqliteStore final : public Store {
   void RunBatch(std::vector<std::shared_ptr<WriteOp>>& batch) {
     std::vector<Status> results(batch.size());
     try {
-      writer_db_.Exec("BEGIN IMMEDIATE");
+      writer_db_.Run("BEGIN IMMEDIATE");
     } catch (const SqliteError& e) {
       for (auto& op : batch) op->done.set_value(FromException(e));
       return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       try {
-        writer_db_.Exec("SAVEPOINT op");
+        writer_db_.Run("SAVEPOINT op");
         try {
           results[i] = batch[i]->fn(writer_db_);
         } catch (const SqliteError& e) {
@@ -681,17 +696,17 @@ class SqliteStore final : public Store {
         } catch (const std::exception& e) {
           results[i] = otp::Internal(e.what());
         }
-        if (!results[i].ok()) writer_db_.Exec("ROLLBACK TO op");
-        writer_db_.Exec("RELEASE op");
+        if (!results[i].ok()) writer_db_.Run("ROLLBACK TO op");
+        writer_db_.Run("RELEASE op");
       } catch (const SqliteError& e) {
         results[i] = FromException(e);
       }
     }
     try {
-      writer_db_.Exec("COMMIT");
+      writer_db_.Run("COMMIT");
     } catch (const SqliteError& e) {
       try {
-        writer_db_.Exec("ROLLBACK");
+        writer_db_.Run("ROLLBACK");
       } catch (const SqliteError&) {
       }
       for (auto& op : batch) op->done.set_value(otp::Unavailable(e.what()));
