@@ -30,7 +30,11 @@ int Fail(const std::string& what) {
 void BootstrapDemoApp(otpd::Store& store, otpd::AppService& apps, const std::string& base,
                       bool inbox_served, const std::string& inbox_path) {
   auto existing = store.ListApps();
-  if (!existing.ok() || !existing->empty()) return;
+  if (!existing.ok()) return;
+  if (!existing->empty()) {
+    std::printf("  Apps exist already; a new API key for one: otpctl key create NAME\n");
+    return;
+  }
   auto created = apps.Create("demo", otpd::AppSettings{});
   if (!created.ok()) return;
   std::printf(
