@@ -1,9 +1,10 @@
 # otpd — the two commands a newcomer needs are `make run` and `make test`.
 #   make run    install dependencies, build (release), start otpd on its defaults
-#   make test   install dependencies, build (dev, warnings as errors), run every test
+#   make test   install dependencies, build (dev, warnings as errors), run every test, then
+#               again under AddressSanitizer + UBSan (make asan)
 #   make build  build the release binaries only
 #   make bench  libotp micro-benchmarks and the HTTP load benchmark (figures, not pass/fail)
-#   make asan   build and run the unit tests under AddressSanitizer + UBSan
+#   make asan   build and run every test under AddressSanitizer + UBSan
 #   make format apply clang-format to every source file
 
 JOBS ?= $(shell nproc)
@@ -26,11 +27,12 @@ test: deps
 	cmake --preset dev >/dev/null
 	cmake --build --preset dev -j $(JOBS)
 	ctest --preset dev -j $(JOBS) --timeout 600
+	$(MAKE) --no-print-directory asan
 
 asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
-	ctest --preset asan -j $(JOBS) --timeout 900 -L unit
+	ctest --preset asan -j $(JOBS) --timeout 900
 
 bench: build
 	./build/release/bench/otp_bench
