@@ -351,9 +351,13 @@ HttpResponse Api::Handle(const HttpRequest& request) {
   const std::string route_name = route != nullptr ? route->path : "unmatched";
   metrics_.RecordRequest(request.method, route_name, response.status, seconds);
   if (options_.log_requests) {
-    spdlog::info(R"("event":"request","method":"{}","route":"{}","status":{},"ms":{:.2f})",
-                 route != nullptr ? route->method : "-", route_name, response.status,
-                 seconds * 1000);
+    // Probes and scrapes (unauthenticated GETs) log at debug: they are frequent
+    // and say nothing; /metrics counts them all the same.
+    const bool probe = route != nullptr && !route->authenticated && response.status < 400;
+    spdlog::log(probe ? spdlog::level::debug : spdlog::level::info,
+                R"("event":"request","method":"{}","route":"{}","status":{},"ms":{:.2f})",
+                route != nullptr ? route->method : "-", route_name, response.status,
+                seconds * 1000);
   }
   return response;
 }
