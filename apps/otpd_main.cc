@@ -2,6 +2,8 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -58,6 +60,10 @@ void BootstrapDemoApp(otpd::Store& store, otpd::AppService& apps, const std::str
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Many threads allocate and free request buffers: without this, glibc keeps
+  // returning freed pages to the kernel (an madvise per request) and taking them back.
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   CLI::App cli{"otpd: self-hosted one-time-password verification server"};
   std::string config_flag;
   std::string log_level = "info";
