@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "service/log_text.h"
 #include "service/messages.h"
 #include "service/recipients.h"
@@ -84,6 +86,11 @@ void Dispatcher::Process(const Job& job) {
   for (const Delivery& d : v->deliveries) {
     if (d.id == job.delivery_id) delivery = &d;
   }
+  if (v->status == kPending && v->expires_at <= clock_.Now()) {
+    // Past its lifetime: nothing more is sent; expiring drops the queued steps.
+    (void)store_.ExpireIfDue(v->app_id, v->id, clock_.Now());
+    v->status = kExpired;
+  }
   if (v->status != kPending || delivery == nullptr || v->code_sealed.empty()) {
     out.delivery_status = kDeliveryCanceled;
     out.at = clock_.Now();
@@ -146,7 +153,12 @@ void Dispatcher::Process(const Job& job) {
     out.next = j;
     out.next_delivery = d;
   } else if (job.advance && !sent) {
-    out.undeliverable = true;  // the last step failed too
+    // The last step failed: undeliverable only if no earlier step got through.
+    out.undeliverable =
+        std::none_of(v->deliveries.begin(), v->deliveries.end(), [&](const Delivery& d) {
+          return d.id != job.delivery_id &&
+                 (d.status == kDeliverySent || d.status == kDeliveryDelivered);
+        });
   }
   Status s = store_.FinishJob(out);
   if (!s.ok()) {

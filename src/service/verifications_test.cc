@@ -314,6 +314,34 @@ TEST_F(VerificationsTest, UndeliverableWhenEveryStepFails) {
   EXPECT_EQ(service_->Check(app_, id, "123456").error().status, kUndeliverable);
 }
 
+TEST_F(VerificationsTest, NotUndeliverableWhenAnEarlierStepGotThrough) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"email", 60, "a@example.com"}};
+  const std::string id = StartId(req);
+  const std::string code = Deliver();  // the SMS went out
+  by_name_["mail"]->fail = true;
+  clock_.Advance(seconds(60));
+  dispatcher_->RunOnce();  // the email step fails
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->status, kPending);
+  EXPECT_EQ(v->deliveries.back().status, kDeliveryFailed);
+  EXPECT_TRUE(service_->Check(app_, id, code)->valid);
+}
+
+TEST_F(VerificationsTest, NothingIsSentAfterExpiry) {
+  StartRequest req = To("+306912345678");
+  req.ttl_s = 60;
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  const std::string id = StartId(req);
+  Deliver();
+  clock_.Advance(seconds(61));  // the voice step is due, but the code has expired
+  dispatcher_->RunOnce();
+  EXPECT_TRUE(by_name_["voice"]->sent.empty());
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->status, kExpired);
+  EXPECT_EQ(v->deliveries.back().status, kDeliveryCanceled);
+}
+
 TEST_F(VerificationsTest, IdempotentStart) {
   StartRequest req = To("+306912345678");
   req.idempotency_key = "k-1";
