@@ -17,7 +17,7 @@ deps:
 
 build: deps
 	cmake --preset release >/dev/null
-	cmake --build --preset release -j $(JOBS)
+	cmake --build --preset release -j $(JOBS) --target otpd otpctl
 
 run: build
 	@mkdir -p otpd-data
@@ -35,6 +35,7 @@ asan: deps
 	ctest --preset asan -j $(JOBS) --timeout 900
 
 bench: build
+	cmake --build --preset release -j $(JOBS) --target otp_bench
 	./build/release/bench/otp_bench
 	bench/load.sh
 
