@@ -35,8 +35,9 @@ asan: deps
 	ctest --preset asan -j $(JOBS) --timeout 900
 
 bench: build
-	cmake --build --preset release -j $(JOBS) --target otp_bench
+	cmake --build --preset release -j $(JOBS) --target otp_bench store_bench
 	./build/release/bench/otp_bench
+	./build/release/bench/store_bench
 	bench/load.sh
 
 format:
