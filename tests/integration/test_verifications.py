@@ -749,6 +749,28 @@ class RestartTest(OtpdTestCase):
         self.assertEqual(msgs[1]["channel"], "email")
         self.assertEqual(msgs[1]["code"], first["code"])
 
+    def test_kill_9_loses_no_answered_state(self):
+        # Whatever otpd answered before a SIGKILL is on disk: the approval, the
+        # spent checks and the queued failover step.
+        key = self.server.create_app("durable-kill")["api_key"]
+        a = self.start_ok(key, {"to": h.next_phone()})
+        b = self.start_ok(key, {
+            "to": h.next_phone(),
+            "workflow": [{"channel": "sms", "timeout_s": 2},
+                         {"channel": "email", "to": "kill@example.com"}]})
+        code_a = self.server.wait_code(a["id"])
+        code_b = self.server.wait_code(b["id"])
+        self.assertIs(self.server.check(key, a["id"], code_a).json["valid"], True)
+        self.assertIs(self.server.check(key, b["id"], h.wrong_code(code_b)).json["valid"], False)
+        self.server.kill()  # SIGKILL: no draining, no shutdown code runs
+        self.server.start()
+        self.assertEqual(self.server.get(key, a["id"]).json["status"], "approved")
+        self.assertEqual(self.server.get(key, b["id"]).json["check_count"], 1)
+        msgs = self.server.wait_messages(b["id"], 2, timeout=6)
+        self.assertEqual(msgs[1]["channel"], "email")
+        self.assertEqual(msgs[1]["code"], code_b)
+        self.assertIs(self.server.check(key, b["id"], code_b).json["valid"], True)
+
 
 # 13 ------------------------------------------------------------------------------
 class SecretsTest(OtpdTestCase):
