@@ -105,6 +105,10 @@ constexpr const char* kVerificationColumns =
     "COALESCE(code_sealed, ''), current_step, send_count, check_count, max_checks, max_sends, "
     "metadata, expires_at, created_at, updated_at, last_sent_at";
 
+// The columns ReadApp reads, in its order.
+#define OTPD_APP_COLUMNS(t) \
+  t "id, " t "name, " t "settings, " t "webhook_secret, " t "created_at, " t "updated_at"
+
 Verification ReadVerification(Stmt& s) {
   Verification v;
   v.id = s.Text(0);
@@ -216,9 +220,7 @@ class SqliteStore final : public Store {
 
   Result<App> GetApp(std::string_view id_or_name) override {
     return Read<App>([&](Db& db) -> Result<App> {
-      Stmt s = db.Prepare(
-          "SELECT id, name, settings, webhook_secret, created_at, updated_at FROM apps "
-          "WHERE id = ?1 OR name = ?1");
+      Stmt s = db.Prepare("SELECT " OTPD_APP_COLUMNS("") " FROM apps WHERE id = ?1 OR name = ?1");
       s.Bind(1, id_or_name);
       if (!s.Step()) return otp::NotFound("no such app");
       return ReadApp(s);
@@ -227,9 +229,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<App>> ListApps() override {
     return Read<std::vector<App>>([&](Db& db) -> Result<std::vector<App>> {
-      Stmt s = db.Prepare(
-          "SELECT id, name, settings, webhook_secret, created_at, updated_at FROM apps "
-          "ORDER BY created_at, id");
+      Stmt s = db.Prepare("SELECT " OTPD_APP_COLUMNS("") " FROM apps ORDER BY created_at, id");
       std::vector<App> apps;
       while (s.Step()) apps.push_back(ReadApp(s));
       return apps;
@@ -257,10 +257,9 @@ class SqliteStore final : public Store {
 
   Result<App> AppForKeyHash(std::string_view key_hash) override {
     return Read<App>([&](Db& db) -> Result<App> {
-      Stmt s = db.Prepare(
-          "SELECT a.id, a.name, a.settings, a.webhook_secret, a.created_at, a.updated_at "
-          "FROM api_keys k JOIN apps a ON a.id = k.app_id "
-          "WHERE k.key_hash = ? AND k.revoked_at IS NULL");
+      Stmt s = db.Prepare("SELECT " OTPD_APP_COLUMNS(
+          "a.") " FROM api_keys k JOIN apps a ON a.id = k.app_id "
+                "WHERE k.key_hash = ? AND k.revoked_at IS NULL");
       s.Bind(1, key_hash);
       if (!s.Step()) return otp::NotFound("unknown key");
       return ReadApp(s);
