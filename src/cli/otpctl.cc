@@ -25,11 +25,10 @@ int Error(const std::string& message) {
 }
 
 json AppJson(const App& app) {
-  json workflow = json::parse(WorkflowToJson(app.settings.workflow));
   json settings = json::parse(AppSettingsToJson(app.settings));
   return json{{"app_id", app.id},
               {"name", app.name},
-              {"workflow", workflow},
+              {"workflow", WorkflowJson(app.settings.workflow)},
               {"settings", settings},
               {"created_at", otp::FormatRfc3339(app.created_at)},
               {"updated_at", otp::FormatRfc3339(app.updated_at)}};

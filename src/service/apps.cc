@@ -7,13 +7,6 @@
 
 namespace otpd {
 
-bool IsKnownChannel(std::string_view channel) {
-  for (std::string_view c : {"sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"}) {
-    if (c == channel) return true;
-  }
-  return false;
-}
-
 Status ValidateAppSettings(const AppSettings& s) {
   if (s.workflow.empty() || s.workflow.size() > 10) {
     return otp::InvalidArgument("workflow: 1 to 10 steps");

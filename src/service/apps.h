@@ -46,7 +46,5 @@ class AppService {
 Status ValidateAppSettings(const AppSettings& settings);
 // Parses "sms:60,voice:60" (timeout optional, default 60).
 Result<std::vector<WorkflowStep>> ParseWorkflowSpec(std::string_view spec);
-// True for "sms", "voice", "email", "whatsapp", "viber", "push", "flashcall".
-bool IsKnownChannel(std::string_view channel);
 
 }  // namespace otpd

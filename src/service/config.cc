@@ -1,5 +1,7 @@
 #include "service/config.h"
 
+#include "store/model.h"
+
 #include <toml++/toml.h>
 #include <algorithm>
 #include <cstdlib>
@@ -9,9 +11,6 @@
 namespace otpd {
 
 namespace {
-
-const std::set<std::string> kChannels = {"sms",   "voice", "email",    "whatsapp",
-                                         "viber", "push",  "flashcall"};
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -39,7 +38,7 @@ Config DefaultConfig() {
   ProviderConfig log;
   log.name = "dev-log";
   log.type = "log";
-  log.channels = {"sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"};
+  log.channels.assign(kChannelNames.begin(), kChannelNames.end());
   log.options["path"] = "otpd-data/messages.jsonl";
   c.providers.push_back(std::move(log));
   return c;
@@ -108,7 +107,7 @@ otp::Result<Config> LoadConfig(const std::string& path) {
         if (auto* chans = (*p)["channels"].as_array()) {
           for (auto& ch : *chans) {
             std::string name = ch.value_or(std::string());
-            if (!kChannels.contains(name)) {
+            if (!IsKnownChannel(name)) {
               return Bad("provider " + pc.name + ": unknown channel '" + name + "'");
             }
             pc.channels.push_back(name);

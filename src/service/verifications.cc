@@ -271,12 +271,6 @@ ApiResult<Verification> VerificationService::Cancel(const App& app, const std::s
 
 nlohmann::json VerificationJson(const Verification& v) {
   using nlohmann::json;
-  json workflow = json::array();
-  for (const WorkflowStep& s : v.workflow) {
-    json step = {{"channel", s.channel}, {"timeout_s", s.timeout_s}};
-    if (!s.to.empty()) step["to"] = s.to;
-    workflow.push_back(std::move(step));
-  }
   json deliveries = json::array();
   for (const Delivery& d : v.deliveries) {
     json dj = {{"channel", d.channel},
@@ -292,7 +286,7 @@ nlohmann::json VerificationJson(const Verification& v) {
               {"status", v.status},
               {"channel", v.channel},
               {"locale", v.locale},
-              {"workflow", std::move(workflow)},
+              {"workflow", WorkflowJson(v.workflow)},
               {"deliveries", std::move(deliveries)},
               {"send_count", v.send_count},
               {"check_count", v.check_count},

@@ -6,9 +6,7 @@ namespace otpd {
 
 using nlohmann::json;
 
-namespace {
-
-json StepsToJson(const std::vector<WorkflowStep>& workflow) {
+json WorkflowJson(const std::vector<WorkflowStep>& workflow) {
   json steps = json::array();
   for (const WorkflowStep& s : workflow) {
     json step = {{"channel", s.channel}, {"timeout_s", s.timeout_s}};
@@ -17,6 +15,8 @@ json StepsToJson(const std::vector<WorkflowStep>& workflow) {
   }
   return steps;
 }
+
+namespace {
 
 bool StepsFromJson(const json& j, std::vector<WorkflowStep>* workflow) {
   if (!j.is_array()) return false;
@@ -36,7 +36,7 @@ bool StepsFromJson(const json& j, std::vector<WorkflowStep>* workflow) {
 }  // namespace
 
 std::string WorkflowToJson(const std::vector<WorkflowStep>& workflow) {
-  return StepsToJson(workflow).dump();
+  return WorkflowJson(workflow).dump();
 }
 
 bool WorkflowFromJson(const std::string& text, std::vector<WorkflowStep>* workflow) {
@@ -45,7 +45,7 @@ bool WorkflowFromJson(const std::string& text, std::vector<WorkflowStep>* workfl
 }
 
 std::string AppSettingsToJson(const AppSettings& s) {
-  return json{{"workflow", StepsToJson(s.workflow)},
+  return json{{"workflow", WorkflowJson(s.workflow)},
               {"code_length", s.code_length},
               {"ttl_s", s.ttl_s},
               {"max_checks", s.max_checks},

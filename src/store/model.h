@@ -2,10 +2,15 @@
 // Plain values, copied freely; no behaviour beyond (de)serialisation helpers.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "otp/clock.h"
 
@@ -13,9 +18,18 @@ namespace otpd {
 
 using otp::TimePoint;
 
+// Every channel otpd knows (SPEC §2), in the order the docs list them.
+inline constexpr std::array<std::string_view, 7> kChannelNames = {
+    "sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"};
+
+// True for a name in kChannelNames.
+inline bool IsKnownChannel(std::string_view channel) {
+  return std::find(kChannelNames.begin(), kChannelNames.end(), channel) != kChannelNames.end();
+}
+
 // One step of a verification's delivery workflow.
 struct WorkflowStep {
-  std::string channel;  // "sms", "voice", "email", "whatsapp", "viber", "push", "flashcall"
+  std::string channel;  // one of kChannelNames
   int timeout_s = 60;   // wait this long for approval before the next step fires
   std::string to;       // this step's own recipient; empty = the verification's `to`
 
@@ -43,6 +57,8 @@ std::string AppSettingsToJson(const AppSettings& settings);
 // Missing keys keep their defaults; returns false on malformed JSON.
 bool AppSettingsFromJson(const std::string& json, AppSettings* settings);
 std::string WorkflowToJson(const std::vector<WorkflowStep>& workflow);
+// The same as a JSON value: [{"channel","timeout_s","to"?}, ...] (the API's shape).
+nlohmann::json WorkflowJson(const std::vector<WorkflowStep>& workflow);
 bool WorkflowFromJson(const std::string& json, std::vector<WorkflowStep>* workflow);
 
 struct App {
