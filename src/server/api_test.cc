@@ -176,6 +176,21 @@ TEST_F(ApiTest, Security2_ARightCodeAtExpiresAtPlusOneSecondIsRefused) {
   EXPECT_EQ(Body(Call("GET", "/v1/verifications/" + id, "", key_a_))["status"], "expired");
 }
 
+TEST_F(ApiTest, ApprovalIsCountedByChannel) {
+  Dispatcher dispatcher(*store_, *providers_, secrets_, clock_);
+  const std::string id =
+      Body(Call("POST", "/v1/verifications", R"({"to":"+306912345678"})", key_a_))["id"];
+  dispatcher.RunOnce();
+  auto v = store_->GetVerification("", id);
+  auto code = secrets_.keyring.Open(v->code_sealed, id);
+  ASSERT_TRUE(code.ok());
+  HttpResponse r = Call("POST", "/v1/verifications/" + id + "/check",
+                        json{{"code", std::string(code->begin(), code->end())}}.dump(), key_a_);
+  EXPECT_EQ(Body(r)["valid"], true);
+  EXPECT_THAT(Call("GET", "/metrics", "", "").body,
+              ::testing::HasSubstr("otpd_verifications_approved_total{channel=\"sms\"} 1"));
+}
+
 TEST_F(ApiTest, Security23_CrossAppIsNotFound) {
   const std::string id =
       Body(Call("POST", "/v1/verifications", R"({"to":"+306912345678"})", key_a_))["id"];

@@ -188,7 +188,7 @@ ApiResult<CheckAnswer> VerificationService::Check(const App& app, const std::str
   if (!t.ok()) return FromStoreStatus(t.status());
   if (!t->applied) return NotPending(t->status);
   return CheckAnswer{id, t->status, t->correct && t->status == kApproved,
-                     std::max(0, t->max_checks - t->check_count)};
+                     std::max(0, t->max_checks - t->check_count), t->channel};
 }
 
 ApiResult<CheckAnswer> VerificationService::CheckByRecipient(const App& app, const std::string& to,

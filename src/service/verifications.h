@@ -44,6 +44,7 @@ struct CheckAnswer {
   std::string status;
   bool valid = false;
   int remaining_checks = 0;
+  std::string channel;  // the verification's channel (for metrics)
 };
 
 // Called after a verification is stored with a job due now (wakes the dispatcher).

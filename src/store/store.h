@@ -35,6 +35,7 @@ struct Transition {
   TimePoint last_sent_at;  // for cooldown answers
   bool correct = false;    // RecordCheck: the submitted code matched
   int max_checks = 0;      // RecordCheck
+  std::string channel{};   // RecordCheck: the verification's channel (for metrics)
 };
 
 // What the dispatcher did with one claimed job, written in one transaction.

@@ -162,6 +162,7 @@ class MemoryStore final : public Store {
     if (v->status != kPending) LeavePending(*v, now);
     Transition t = Applied(*v);
     t.correct = correct;
+    t.channel = v->channel;
     return t;
   }
 

@@ -366,13 +366,15 @@ class SqliteStore final : public Store {
     return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
       bool correct = false;
       int max_checks = 0;
+      std::string channel;
       {
         Stmt q = db.Prepare(
-            "SELECT code_hash, max_checks FROM verifications WHERE id = ? AND app_id = ?");
+            "SELECT code_hash, max_checks, channel FROM verifications WHERE id = ? AND app_id = ?");
         q.BindAll(id, app_id);
         if (!q.Step()) return otp::NotFound("no such verification");
         correct = otp::ConstantTimeEqual(q.Text(0), code_hash);
         max_checks = static_cast<int>(q.Int(1));
+        channel = q.Text(2);
       }
       Stmt s = db.Prepare(
           "UPDATE verifications SET check_count = check_count + 1, "
@@ -391,6 +393,7 @@ class SqliteStore final : public Store {
                      {}};
         t.correct = correct;
         t.max_checks = max_checks;
+        t.channel = channel;
         while (s.Step()) {
         }
         if (t.status != kPending) LeavePending(db, id, now);
