@@ -198,7 +198,11 @@ int RunOtpctl(int argc, char** argv) {
     if (*app_update) {
       Status s = update_flags.Apply(&a.settings);
       if (!s.ok()) return Error(s.message());
-      if (!new_name.empty()) a.name = new_name;
+      if (!new_name.empty()) {
+        s = ValidateAppName(new_name);
+        if (!s.ok()) return Error(s.message());
+        a.name = new_name;
+      }
       a.updated_at = otp::SystemClock().Now();
       s = (*store)->UpdateApp(a);
       if (!s.ok()) return Error(s.message());

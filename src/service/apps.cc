@@ -7,6 +7,31 @@
 
 namespace otpd {
 
+Status ValidateAppName(std::string_view name) {
+  if (name.empty() || name.size() > 64) return otp::InvalidArgument("name: 1..64 bytes");
+  // The name goes into message texts and JSON: valid UTF-8, no control characters.
+  std::size_t i = 0;
+  while (i < name.size()) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    const int len = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xe  ? 3
+                    : (c >> 3) == 0x1e ? 4
+                                       : 0;
+    if (len == 0 || i + static_cast<std::size_t>(len) > name.size() ||
+        (len == 1 && (c < 0x20 || c == 0x7f))) {
+      return otp::InvalidArgument("name: must be UTF-8 text without control characters");
+    }
+    for (int k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(name[i + static_cast<std::size_t>(k)]) & 0xc0) != 0x80) {
+        return otp::InvalidArgument("name: must be UTF-8 text without control characters");
+      }
+    }
+    i += static_cast<std::size_t>(len);
+  }
+  return Status::Ok();
+}
+
 Status ValidateAppSettings(const AppSettings& s) {
   if (s.workflow.empty() || s.workflow.size() > 10) {
     return otp::InvalidArgument("workflow: 1 to 10 steps");
@@ -61,7 +86,7 @@ Result<std::vector<WorkflowStep>> ParseWorkflowSpec(std::string_view spec) {
 }
 
 Result<NewApp> AppService::Create(const std::string& name, const AppSettings& settings) {
-  if (name.empty() || name.size() > 64) return otp::InvalidArgument("name: 1..64 characters");
+  OTP_RETURN_IF_ERROR(ValidateAppName(name));
   OTP_RETURN_IF_ERROR(ValidateAppSettings(settings));
   NewApp out;
   out.app.id = "app_" + otp::RandomHex(random_, 12);

@@ -42,6 +42,8 @@ class AppService {
   otp::Random& random_;
 };
 
+// 1..64 bytes of UTF-8 text without control characters.
+Status ValidateAppName(std::string_view name);
 // Checks ranges and channel names; InvalidArgument names the field.
 Status ValidateAppSettings(const AppSettings& settings);
 // Parses "sms:60,voice:60" (timeout optional, default 60).

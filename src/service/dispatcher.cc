@@ -120,7 +120,13 @@ void Dispatcher::Process(const Job& job) {
   out.error = "no provider carries channel " + delivery->channel;
   for (Provider* p : providers_.ForChannel(delivery->channel)) {
     out.provider = p->config.name;
-    auto receipt = p->impl->Send(message);
+    otp::Result<SendReceipt> receipt = otp::Unavailable("provider error");
+    try {
+      receipt = p->impl->Send(message);
+    } catch (const std::exception& e) {
+      // A provider bug must not take the dispatcher down: count it as a failed send.
+      receipt = otp::Internal(std::string("provider threw: ") + e.what());
+    }
     if (receipt.ok()) {
       out.delivery_status = kDeliverySent;
       out.provider_message_id = receipt->provider_message_id;

@@ -20,11 +20,13 @@ using std::chrono::seconds;
 class ScriptedProvider : public ChannelProvider {
  public:
   otp::Result<SendReceipt> Send(const OutboundMessage& m) override {
+    if (throws) throw std::runtime_error("scripted bug");
     if (fail) return otp::Unavailable("scripted failure");
     sent.push_back(m);
     return SendReceipt{"msg-" + std::to_string(sent.size())};
   }
   bool fail = false;
+  bool throws = false;
   std::vector<OutboundMessage> sent;
 };
 
@@ -256,6 +258,15 @@ TEST_F(VerificationsTest, ProviderFailoverWithinAChannel) {
   const std::string id = StartId(To("+306912345678"));
   const std::string code = Deliver("sms2");
   EXPECT_EQ(code.size(), 6u);
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->deliveries[0].provider, "sms2");
+  EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
+}
+
+TEST_F(VerificationsTest, AProviderThatThrowsCountsAsAFailedSend) {
+  by_name_["sms1"]->throws = true;
+  const std::string id = StartId(To("+306912345678"));
+  EXPECT_EQ(Deliver("sms2").size(), 6u);  // failover to the next provider
   auto v = service_->Get(app_, id);
   EXPECT_EQ(v->deliveries[0].provider, "sms2");
   EXPECT_EQ(v->deliveries[0].status, kDeliverySent);

@@ -107,6 +107,12 @@ class AdminCommandsTest(unittest.TestCase):
         self.assertIn("fax", p.stderr)
         p = run("app", "create", "y", "--code-length", "3", config=self.config, check=False)
         self.assertEqual(p.returncode, 1)
+        p = subprocess.run([OTPCTL_BIN, "--config", self.config, "app", "create",
+                            b"bad\xff\xfename"], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"UTF-8", p.stderr)
+        p = run("app", "update", "shop", "--name", "tab\there", config=self.config, check=False)
+        self.assertEqual(p.returncode, 1)
         self.assertEqual(len(json.loads(run("app", "list", config=self.config).stdout)), 1)
         p = run("key", "revoke", "key_nope", config=self.config, check=False)
         self.assertEqual(p.returncode, 1)
