@@ -378,9 +378,16 @@ struct HttpServer::Impl {
       parser.header_limit(
           static_cast<std::uint32_t>(std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
       parser.body_limit(options.max_body_bytes);
+      parser.eager(true);
 
-      co_await http::async_read_header(conn.stream, buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+      // Parse what is already buffered first: a small request usually arrives
+      // whole in one segment, and then no further asynchronous read is needed.
+      buffer.consume(parser.put(buffer.data(), ec));
+      if (ec == http::error::need_more) ec = {};
+      if (!ec && !parser.is_header_done()) {
+        co_await http::async_read_header(conn.stream, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (!ec && !parser.is_done()) {
         if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
@@ -446,27 +453,50 @@ struct HttpServer::Impl {
 
   asio::awaitable<void> Write(Conn& conn, unsigned version, HttpResponse res, bool keep_alive,
                               error_code& ec) {
-    if (res.status < 100 || res.status > 999) res = InternalError();
-    http::response<http::string_body> out;
-    out.version(version);
-    out.result(static_cast<unsigned>(res.status));
-    out.set(http::field::server, "otpd");
-    if (!HasCrLf(res.content_type)) out.set(http::field::content_type, res.content_type);
+    if (res.status < 200 || res.status > 599) res = InternalError();
+    // Serialised by hand into one buffer: cheaper than Beast's serializer, and
+    // the header set is small and fully ours.
+    const auto status = static_cast<unsigned>(res.status);
+    const bool no_body = status == 204 || status == 304;
+    std::string out;
+    out.reserve(192 + res.body.size());
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(status);
+    out += ' ';
+    const beast::string_view reason = http::obsolete_reason(http::int_to_status(status));
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: otpd\r\n";
+    if (!HasCrLf(res.content_type) && !no_body) {
+      out += "Content-Type: ";
+      out += res.content_type;
+      out += "\r\n";
+    }
     for (const auto& [name, value] : res.headers) {
       // Drop anything that could split the response or that we own.
       if (!IsToken(name) || HasCrLf(value)) continue;
       const auto field = http::string_to_field(name);
       if (field == http::field::content_length || field == http::field::transfer_encoding ||
-          field == http::field::connection || field == http::field::server) {
+          field == http::field::connection || field == http::field::server ||
+          field == http::field::content_type) {
         continue;
       }
-      out.insert(name, value);
+      out += name;
+      out += ": ";
+      out += value;
+      out += "\r\n";
     }
-    out.body() = std::move(res.body);
-    out.keep_alive(keep_alive);
-    out.prepare_payload();
+    if (!no_body) {
+      out += "Content-Length: ";
+      out += std::to_string(res.body.size());
+      out += "\r\n";
+    }
+    if (version == 10 && keep_alive) out += "Connection: keep-alive\r\n";
+    if (version != 10 && !keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    if (!no_body) out += res.body;
     conn.stream.expires_after(options.read_timeout);
-    co_await http::async_write(conn.stream, out, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(conn.stream, asio::buffer(out),
+                               asio::redirect_error(asio::use_awaitable, ec));
   }
 
   // The answer to a request that could not be read, if it deserves one.
