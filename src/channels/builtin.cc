@@ -1,8 +1,12 @@
 #include "channels/log/log_channel.h"
+#include "channels/smtp/smtp_channel.h"
 #include "service/channel.h"
 
 namespace otpd {
 
-void RegisterBuiltinChannels(ChannelRegistry& registry) { registry.Register("log", NewLogChannel); }
+void RegisterBuiltinChannels(ChannelRegistry& registry) {
+  registry.Register("log", NewLogChannel);
+  registry.Register("smtp", NewSmtpChannel);
+}
 
 }  // namespace otpd
