@@ -119,10 +119,10 @@ otp::Result<Config> LoadConfig(const std::string& path) {
           if (key == "name" || key == "type" || key == "channels") continue;
           if (auto s = v.value<std::string>()) {
             pc.options[key] = *s;
-          } else if (auto i = v.value<std::int64_t>()) {
-            pc.options[key] = std::to_string(*i);
-          } else if (auto b = v.value<bool>()) {
-            pc.options[key] = *b ? "true" : "false";
+          } else if (v.is_boolean()) {  // before integers: toml++ converts bools to 0/1
+            pc.options[key] = v.value_or(false) ? "true" : "false";
+          } else if (v.is_integer()) {
+            pc.options[key] = std::to_string(v.value_or(std::int64_t{0}));
           } else {
             // Tables and arrays (e.g. headers) are kept as TOML text for the provider.
             std::ostringstream out;

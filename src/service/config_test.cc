@@ -44,6 +44,7 @@ type = "log"
 channels = ["sms"]
 path = "/tmp/a.jsonl"
 window = 10
+starttls = true
 [[provider]]
 name = "b"
 type = "log"
@@ -58,6 +59,7 @@ channels = ["email"]
   ASSERT_EQ(c->providers.size(), 2u);
   EXPECT_EQ(c->providers[0].options.at("path"), "/tmp/a.jsonl");
   EXPECT_EQ(c->providers[0].options.at("window"), "10");
+  EXPECT_EQ(c->providers[0].options.at("starttls"), "true");
   ::setenv("OTPD_LISTEN", "[::1]:7070", 1);
   ::setenv("OTPD_STORE_URL", "sqlite://y.db", 1);
   c = LoadConfig(path);

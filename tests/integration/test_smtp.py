@@ -211,13 +211,43 @@ class SmtpDeliveryTest(SmtpTestCase):
         self._clean = True
 
 
-class SmtpTlsTest(SmtpTestCase):
-    """smtps:// and STARTTLS against a certificate from a test CA (ca_file):
-    tests/peers/tls holds a throwaway CA and a certificate for 127.0.0.1."""
+def make_test_ca(directory):
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the
+    openssl CLI at run time (no key is ever kept in the repository)."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+    ca_key = os.path.join(directory, "ca.key")
+    ca = os.path.join(directory, "ca.pem")
+    key = os.path.join(directory, "server.key")
+    csr = os.path.join(directory, "server.csr")
+    cert = os.path.join(directory, "server.pem")
+    ext = os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=otpd test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    return ca, key, cert
 
-    ca = os.path.join(ROOT, "tests", "peers", "tls", "ca.pem")
-    key_file = os.path.join(ROOT, "tests", "peers", "tls", "server.key")
-    cert = os.path.join(ROOT, "tests", "peers", "tls", "server.pem")
+
+class SmtpTlsTest(SmtpTestCase):
+    """smtps:// and STARTTLS against a certificate from a test CA (ca_file),
+    generated for this run by make_test_ca."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tls_dir = tempfile.mkdtemp(prefix="otpd-smtp-tls-")
+        cls.ca, cls.key_file, cls.cert = make_test_ca(cls.tls_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tls_dir, ignore_errors=True)
+        super().tearDownClass()
 
     def test_smtps_implicit_tls(self):
         peer = self.peer("--key", self.key_file, "--cert", self.cert, "--secure")
