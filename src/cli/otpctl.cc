@@ -3,7 +3,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
 #include "otp/base32.h"
 #include "otp/clock.h"
@@ -44,8 +46,15 @@ struct AppFlags {
   int resend_cooldown = -1;
   std::string webhook_url;
   bool webhook_url_set = false;
+  std::vector<std::string> templates;       // channel:locale=TEXT ("" removes)
+  std::vector<std::string> template_files;  // channel:locale=PATH
 
   void Add(CLI::App* cmd) {
+    cmd->add_option("--template", templates,
+                    "replace a message: channel:locale=TEXT (mustache with {{code}}; an empty "
+                    "TEXT restores the built-in one); repeatable");
+    cmd->add_option("--template-file", template_files,
+                    "the same with the text read from a file: channel:locale=PATH; repeatable");
     cmd->add_option("--workflow", workflow,
                     "channels in order with timeouts, e.g. sms:60,voice:60");
     cmd->add_option("--code-length", code_length, "digits per code, 4..10 (default 6)");
@@ -68,6 +77,27 @@ struct AppFlags {
     if (max_sends != 0) s->max_sends = max_sends;
     if (resend_cooldown >= 0) s->resend_cooldown_s = resend_cooldown;
     if (webhook_url_set) s->webhook_url = webhook_url;
+    for (const std::string& t : templates) {
+      const auto eq = t.find('=');
+      if (eq == std::string::npos)
+        return otp::InvalidArgument("--template: use channel:locale=TEXT");
+      if (eq + 1 == t.size()) {
+        s->templates.erase(t.substr(0, eq));
+      } else {
+        s->templates[t.substr(0, eq)] = t.substr(eq + 1);
+      }
+    }
+    for (const std::string& t : template_files) {
+      const auto eq = t.find('=');
+      if (eq == std::string::npos) {
+        return otp::InvalidArgument("--template-file: use channel:locale=PATH");
+      }
+      std::ifstream in(t.substr(eq + 1), std::ios::binary);
+      if (!in) return otp::InvalidArgument("--template-file: cannot read " + t.substr(eq + 1));
+      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      s->templates[t.substr(0, eq)] = text;
+    }
     return ValidateAppSettings(*s);
   }
 };

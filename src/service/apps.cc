@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "otp/crypto.h"
+#include "service/messages.h"
 #include "service/secrets.h"
 
 namespace otpd {
@@ -52,6 +53,10 @@ Status ValidateAppSettings(const AppSettings& s) {
     return otp::InvalidArgument("resend_cooldown: 0..3600 seconds");
   }
   if (s.starts_per_recipient < 1) return otp::InvalidArgument("starts_per_recipient: >= 1");
+  for (const auto& [key, text] : s.templates) {
+    const std::string problem = CheckTemplate(key, text);
+    if (!problem.empty()) return otp::InvalidArgument("template " + key + ": " + problem);
+  }
   if (!s.webhook_url.empty() && s.webhook_url.rfind("https://", 0) != 0 &&
       s.webhook_url.rfind("http://", 0) != 0) {
     return otp::InvalidArgument("webhook_url: must be an http(s) URL");

@@ -111,7 +111,8 @@ void Dispatcher::Process(const Job& job) {
   vars.to = delivery->to;
   vars.verification_id = v->id;
   vars.locale = v->locale;
-  const RenderedMessage rendered = RenderMessage(delivery->channel, v->locale, vars);
+  const RenderedMessage rendered = RenderMessage(
+      delivery->channel, v->locale, vars, app.ok() ? app->settings.templates : TemplateOverrides{});
   OutboundMessage message{delivery->channel, delivery->to,  v->id,    v->locale,
                           rendered.subject,  rendered.text, vars.code};
 

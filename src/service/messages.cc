@@ -2,6 +2,8 @@
 
 #include <kainjow/mustache.hpp>
 
+#include "store/model.h"
+
 #include <array>
 #include <cctype>
 
@@ -72,6 +74,26 @@ std::string Render(std::string_view tmpl, const MessageVars& vars) {
 
 }  // namespace
 
+std::string CheckTemplate(std::string_view key, std::string_view text) {
+  const auto colon = key.find(':');
+  if (colon == std::string_view::npos) return "the key must be channel:locale, e.g. sms:en";
+  const std::string_view channel = key.substr(0, colon);
+  const std::string_view locale = key.substr(colon + 1);
+  if (!IsKnownChannel(channel)) return "unknown channel '" + std::string(channel) + "'";
+  if (SupportedLocale(locale) != locale) {
+    return "locale '" + std::string(locale) + "' is not one of en, el, de, fr, es";
+  }
+  if (text.empty() || text.size() > 2000) return "the text must be 1..2000 bytes";
+  kainjow::mustache::mustache m{std::string(text)};
+  if (!m.is_valid()) return "not valid mustache: " + m.error_message();
+  if (text.find("{{code}}") == std::string_view::npos &&
+      text.find("{{code_spoken}}") == std::string_view::npos &&
+      text.find("{{{code}}}") == std::string_view::npos) {
+    return "the text must contain {{code}} or {{code_spoken}}";
+  }
+  return "";
+}
+
 std::string SpokenCode(std::string_view code) {
   std::string out;
   for (char c : code) {
@@ -93,8 +115,12 @@ std::string SupportedLocale(std::string_view requested) {
 }
 
 RenderedMessage RenderMessage(std::string_view channel, std::string_view locale,
-                              const MessageVars& vars) {
+                              const MessageVars& vars, const TemplateOverrides& overrides) {
   const LocaleTemplates& t = TemplatesFor(locale);
+  auto own = overrides.find(std::string(channel) + ":" + std::string(locale));
+  if (own != overrides.end()) {
+    return {channel == "email" ? Render(t.subject, vars) : "", Render(own->second, vars)};
+  }
   if (channel == "voice") return {"", Render(t.voice, vars)};
   if (channel == "email") return {Render(t.subject, vars), Render(t.email, vars)};
   return {"", Render(t.text, vars)};

@@ -3,6 +3,7 @@
 // Thread-safe.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -28,8 +29,18 @@ std::string SpokenCode(std::string_view code);
 // A built-in locale for `requested` ("el-GR" → "el"); "en" when not built in.
 std::string SupportedLocale(std::string_view requested);
 
-// Renders the built-in template for `channel` in `locale` (falls back to en).
+// App templates, keyed "channel:locale" (AppSettings::templates).
+using TemplateOverrides = std::map<std::string, std::string>;
+
+// Renders the app's template for `channel` and `locale` if it has one, else the
+// built-in template for `locale` (falling back to en). An email keeps the
+// built-in subject.
 RenderedMessage RenderMessage(std::string_view channel, std::string_view locale,
-                              const MessageVars& vars);
+                              const MessageVars& vars, const TemplateOverrides& overrides = {});
+
+// Checks an app template: a known channel and a built-in locale in the key,
+// mustache that parses, and {{code}} or {{code_spoken}} in the text.
+// Returns "" when fine, else what is wrong.
+std::string CheckTemplate(std::string_view key, std::string_view text);
 
 }  // namespace otpd

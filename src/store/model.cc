@@ -53,7 +53,8 @@ std::string AppSettingsToJson(const AppSettings& s) {
               {"resend_cooldown_s", s.resend_cooldown_s},
               {"starts_per_recipient", s.starts_per_recipient},
               {"starts_window_s", s.starts_window_s},
-              {"webhook_url", s.webhook_url}}
+              {"webhook_url", s.webhook_url},
+              {"templates", s.templates}}
       .dump();
 }
 
@@ -70,6 +71,11 @@ bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
   s.starts_per_recipient = j.value("starts_per_recipient", s.starts_per_recipient);
   s.starts_window_s = j.value("starts_window_s", s.starts_window_s);
   s.webhook_url = j.value("webhook_url", s.webhook_url);
+  if (j.contains("templates") && j["templates"].is_object()) {
+    for (auto& [k, v] : j["templates"].items()) {
+      if (v.is_string()) s.templates[k] = v.get<std::string>();
+    }
+  }
   *settings = std::move(s);
   return true;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,9 @@ struct AppSettings {
   int starts_per_recipient = 5;  // starts per recipient per window
   int starts_window_s = 600;
   std::string webhook_url;  // empty = none
+  // Message templates that replace the built-in ones, keyed "channel:locale"
+  // (e.g. "sms:en"); mustache over the variables of SPEC §4.1.
+  std::map<std::string, std::string> templates;
 
   bool operator==(const AppSettings&) const = default;
 };

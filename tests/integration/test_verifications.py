@@ -772,6 +772,28 @@ class RestartTest(OtpdTestCase):
         self.assertIs(self.server.check(key, b["id"], code_b).json["valid"], True)
 
 
+class AppTemplateTest(OtpdTestCase):
+    """otpctl app update --template: the app's own text is what the person gets."""
+
+    def test_app_template_replaces_the_built_in_text(self):
+        self.server.create_app("templated")
+        self.server.otpctl("app", "update", "templated",
+                           "--template", "sms:en=Shop code {{code}} ({{ttl_minutes}} min)")
+        key = self.server.create_key("templated")["api_key"]
+        v = self.start_ok(key, {"to": h.next_phone(), "locale": "en"})
+        m = self.server.wait_messages(v["id"])[0]
+        self.assertEqual(m["text"], "Shop code %s (10 min)" % m["code"])
+        # Another locale keeps the built-in text.
+        v = self.start_ok(key, {"to": h.next_phone(), "locale": "de"})
+        m = self.server.wait_messages(v["id"])[0]
+        self.assertIn("Bestätigungscode", m["text"])
+        # A template without the code is refused and changes nothing.
+        p = self.server.otpctl("app", "update", "templated", "--template", "sms:en=no code",
+                               check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("{{code}}", p.stderr)
+
+
 # 13 ------------------------------------------------------------------------------
 class SecretsTest(OtpdTestCase):
     """Runs last (see load_tests): looks at everything the run observed."""
@@ -857,7 +879,8 @@ class SecretsTest(OtpdTestCase):
 def load_tests(loader, tests, pattern):
     # The secrets test looks at what the others observed, so it runs last.
     suite = unittest.TestSuite()
-    for cls in (VerificationApiTest, WorkflowFailoverTest, RestartTest, SecretsTest):
+    for cls in (VerificationApiTest, WorkflowFailoverTest, RestartTest, AppTemplateTest,
+                SecretsTest):
         suite.addTests(loader.loadTestsFromTestCase(cls))
     return suite
 
