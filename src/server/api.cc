@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "otp/crypto.h"
+#include "service/messages.h"
 #include "service/recipients.h"
 
 namespace otpd {
@@ -273,32 +274,6 @@ ApiResult<StartRequest> ParseStart(const HttpRequest& req) {
     if (key.size() > 255) return Invalid({{"Idempotency-Key", "must be at most 255 characters"}});
     out.idempotency_key = std::string(key);
     out.body_hash = otp::HexEncode(otp::Sha256(body->dump()));
-  }
-  return out;
-}
-
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
   }
   return out;
 }

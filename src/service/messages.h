@@ -23,6 +23,9 @@ struct RenderedMessage {
   std::string text;
 };
 
+// `text` with & < > " ' replaced by HTML entities (for HTML email parts and pages).
+std::string HtmlEscape(std::string_view text);
+
 // "1 2 3 4 5 6": the code with its digits spaced, for text-to-speech.
 std::string SpokenCode(std::string_view code);
 

@@ -12,6 +12,7 @@
 
 #include "otp/crypto.h"
 #include "otp/random.h"
+#include "service/messages.h"
 
 namespace otpd {
 namespace {
@@ -45,33 +46,6 @@ void ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
        pos = s.find(from, pos + to.size())) {
     s.replace(pos, from.size(), to);
   }
-}
-
-std::string HtmlEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
 }
 
 // The From header: an ASCII value as written; a non-ASCII display name encoded.
