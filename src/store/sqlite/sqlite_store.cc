@@ -133,6 +133,20 @@ Verification ReadVerification(Stmt& s) {
   return v;
 }
 
+// An applied transition from a "RETURNING status, check_count, send_count, ..." row;
+// the statement is run to its end.
+Transition AppliedFromRow(Stmt& s) {
+  Transition t{true,
+               Transition::Refusal::kNone,
+               s.Text(0),
+               static_cast<int>(s.Int(1)),
+               static_cast<int>(s.Int(2)),
+               {}};
+  while (s.Step()) {
+  }
+  return t;
+}
+
 App ReadApp(Stmt& s) {
   App a;
   a.id = s.Text(0);
@@ -385,17 +399,10 @@ class SqliteStore final : public Store {
           "RETURNING status, check_count, send_count");
       s.BindAll(correct, Ms(now), id, app_id);
       if (s.Step()) {
-        Transition t{true,
-                     Transition::Refusal::kNone,
-                     s.Text(0),
-                     static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)),
-                     {}};
+        Transition t = AppliedFromRow(s);
         t.correct = correct;
         t.max_checks = max_checks;
         t.channel = channel;
-        while (s.Step()) {
-        }
         if (t.status != kPending) LeavePending(db, id, now);
         return t;
       }
@@ -417,14 +424,9 @@ class SqliteStore final : public Store {
           "RETURNING status, check_count, send_count, last_sent_at");
       s.BindAll(Ms(now), delivery.channel, id, app_id, Ms(now) - cooldown_s * 1000LL);
       if (s.Step()) {
-        Transition t{true,
-                     Transition::Refusal::kNone,
-                     s.Text(0),
-                     static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)),
-                     At(s.Int(3))};
-        while (s.Step()) {
-        }
+        const TimePoint sent_at = At(s.Int(3));
+        Transition t = AppliedFromRow(s);
+        t.last_sent_at = sent_at;
         Job j = job;
         j.delivery_id = InsertDelivery(db, id, delivery);
         InsertJob(db, j);
@@ -621,14 +623,7 @@ class SqliteStore final : public Store {
                           condition + " RETURNING status, check_count, send_count");
       s.BindAll(status, Ms(now), id, app_id);
       if (s.Step()) {
-        Transition t{true,
-                     Transition::Refusal::kNone,
-                     s.Text(0),
-                     static_cast<int>(s.Int(1)),
-                     static_cast<int>(s.Int(2)),
-                     {}};
-        while (s.Step()) {
-        }
+        Transition t = AppliedFromRow(s);
         LeavePending(db, id, now);
         return t;
       }
