@@ -388,11 +388,8 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     r.status = answer->http_status;
     r.body = answer->body;
     r.headers.emplace_back("Cache-Control", "no-store");
-    json j = json::parse(r.body, nullptr, false);
-    if (j.is_object()) {
-      r.headers.emplace_back("Location", "/v1/verifications/" + j.value("id", ""));
-      if (!answer->replayed) metrics_.VerificationStarted(j.value("channel", ""));
-    }
+    if (!answer->id.empty()) r.headers.emplace_back("Location", "/v1/verifications/" + answer->id);
+    if (!answer->replayed) metrics_.VerificationStarted(answer->channel);
     return r;
   }
   if (path == "/v1/verifications/check" || path == "/v1/verifications/{id}/check") {

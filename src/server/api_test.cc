@@ -221,6 +221,14 @@ TEST_F(ApiTest, IdempotencyKeyHeader) {
   EXPECT_EQ(a.status, 201);
   EXPECT_EQ(b.status, 201);
   EXPECT_EQ(a.body, b.body);
+  const std::string location = "/v1/verifications/" + Body(a)["id"].get<std::string>();
+  for (const HttpResponse* r : {&a, &b}) {  // the first answer and its replay
+    EXPECT_THAT(r->headers,
+                ::testing::Contains(std::pair<std::string, std::string>("Location", location)));
+  }
+  // A replay is not a new start.
+  EXPECT_THAT(Call("GET", "/metrics", "", "").body,
+              ::testing::HasSubstr("otpd_verifications_started_total{channel=\"sms\"} 1"));
   ExpectProblem(Call("POST", "/v1/verifications", R"({"to":"+306912345679"})", key_a_, h), 422,
                 "idempotency_key_reused");
 }

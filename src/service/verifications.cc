@@ -69,7 +69,10 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
         return MakeError(ApiCode::kIdempotencyKeyReused,
                          "this Idempotency-Key was used with a different body");
       }
-      return StoredAnswer{r.response_status, r.response, true};
+      // A replay (rare): the id for Location is read back from the stored answer.
+      const nlohmann::json stored = nlohmann::json::parse(r.response, nullptr, false);
+      const std::string id = stored.is_object() ? stored.value("id", "") : "";
+      return StoredAnswer{r.response_status, r.response, true, id, ""};
     }
   }
 
@@ -152,7 +155,7 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
   job.advance = true;
   job.due_at = now;
 
-  StoredAnswer answer{201, VerificationJson(v).dump()};
+  StoredAnswer answer{201, VerificationJson(v).dump(), false, v.id, v.channel};
   IdempotencyRecord record;
   if (!req.idempotency_key.empty()) {
     record = {app.id, req.idempotency_key, req.body_hash, answer.body, 201, now};

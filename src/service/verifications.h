@@ -37,6 +37,8 @@ struct StoredAnswer {
   int http_status = 201;
   std::string body;
   bool replayed = false;  // an Idempotency-Key replay: nothing new was started
+  std::string id;         // the verification's id (for Location)
+  std::string channel;    // its first channel (for metrics)
 };
 
 struct CheckAnswer {
