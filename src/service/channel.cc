@@ -1,25 +1,47 @@
 #include "service/channel.h"
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+#include "service/log_text.h"
+
 namespace otpd {
+
+class ProviderSet::ForwardingSink : public DeliveryReportSink {
+ public:
+  void OnReport(const DeliveryReport& report) override {
+    DeliveryReportSink* target = target_.load();
+    if (target == nullptr) {
+      spdlog::warn(R"("event":"delivery_report_dropped","provider":{},"reason":"not running")",
+                   LogText(report.provider));
+      return;
+    }
+    target->OnReport(report);
+  }
+  std::atomic<DeliveryReportSink*> target_{nullptr};
+};
 
 void ChannelRegistry::Register(std::string type, ChannelFactory factory) {
   factories_[std::move(type)] = std::move(factory);
 }
 
-otp::Result<std::unique_ptr<ChannelProvider>> ChannelRegistry::Create(const ProviderConfig& config,
-                                                                      otp::Clock& clock) const {
+otp::Result<std::unique_ptr<ChannelProvider>> ChannelRegistry::Create(
+    const ProviderConfig& config, ProviderContext& context) const {
   auto it = factories_.find(config.type);
   if (it == factories_.end()) {
     return otp::InvalidArgument("provider " + config.name + ": unknown type '" + config.type + "'");
   }
-  return it->second(config, clock);
+  return it->second(config, context);
 }
 
 otp::Result<ProviderSet> ProviderSet::Create(const std::vector<ProviderConfig>& configs,
                                              const ChannelRegistry& registry, otp::Clock& clock) {
   ProviderSet set;
+  set.sink_ = std::make_shared<ForwardingSink>();
+  ProviderContext context{clock, *set.sink_};
   for (const ProviderConfig& c : configs) {
-    auto impl = registry.Create(c, clock);
+    auto impl = registry.Create(c, context);
     if (!impl.ok()) return impl.status();
     auto p = std::make_shared<Provider>();
     p->config = c;
@@ -49,6 +71,23 @@ bool ProviderSet::Carries(std::string_view channel) const {
     }
   }
   return false;
+}
+
+Provider* ProviderSet::ByName(std::string_view name) {
+  for (auto& p : providers_) {
+    if (p->config.name == name) return p.get();
+  }
+  return nullptr;
+}
+
+std::vector<const Provider*> ProviderSet::All() const {
+  std::vector<const Provider*> out;
+  for (const auto& p : providers_) out.push_back(p.get());
+  return out;
+}
+
+void ProviderSet::SetReportSink(DeliveryReportSink* sink) {
+  if (sink_ != nullptr) sink_->target_.store(sink);
 }
 
 std::string ProviderSet::LogPath() const {

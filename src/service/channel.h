@@ -9,7 +9,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "otp/clock.h"
@@ -32,22 +34,63 @@ struct SendReceipt {
   std::string provider_message_id;
 };
 
+// A provider's word on a message it took (SPEC §4.1 delivery reports): an SMPP
+// deliver_sm receipt, or a report POSTed to /v1/providers/{name}/dlr.
+struct DeliveryReport {
+  std::string provider;             // the provider's configured name
+  std::string provider_message_id;  // as returned in SendReceipt
+  std::string status;               // kDeliveryDelivered, kDeliveryUndelivered or kDeliveryFailed
+  std::string detail;               // the provider's own word ("UNDELIV", "read", ...), for logs
+};
+
+// Where providers hand the reports they receive (the dispatcher, in otpd).
+// Called from the provider's own threads; must be thread-safe.
+class DeliveryReportSink {
+ public:
+  virtual ~DeliveryReportSink() = default;
+  virtual void OnReport(const DeliveryReport& report) = 0;
+};
+
 class ChannelProvider {
  public:
   virtual ~ChannelProvider() = default;
-  // Hands the message to the provider. Unavailable / other errors mean the
-  // provider did not take it (the dispatcher fails over).
+  // Hands the message to the provider and returns once the provider took it
+  // (or refused it). Unavailable / other errors mean the provider did not take
+  // it (the dispatcher fails over). Called from several dispatcher threads at
+  // once: providers with a window (SMPP) keep that many sends in flight.
   virtual otp::Result<SendReceipt> Send(const OutboundMessage& message) = 0;
+
+  // For providers whose reports arrive over HTTP (POST /v1/providers/{name}/dlr):
+  // checks `token` against the provider's dlr_token (PermissionDenied if wrong)
+  // and parses `body` (InvalidArgument if it cannot). An empty vector means a
+  // report of a status that drives nothing (e.g. "read"). NotFound by default:
+  // the provider takes no reports over HTTP.
+  virtual otp::Result<std::vector<DeliveryReport>> ParseHttpReport(std::string_view token,
+                                                                   std::string_view body) {
+    (void)token;
+    (void)body;
+    return otp::NotFound("this provider takes no delivery reports over HTTP");
+  }
+
+  // Connection state for /metrics, for providers holding a session (SMPP bind):
+  // true bound, false not bound, nullopt for providers without one.
+  virtual std::optional<bool> Bound() const { return std::nullopt; }
+};
+
+// What a provider factory gets besides its config.
+struct ProviderContext {
+  otp::Clock& clock;
+  DeliveryReportSink& reports;  // outlives the provider
 };
 
 using ChannelFactory = std::function<otp::Result<std::unique_ptr<ChannelProvider>>(
-    const ProviderConfig& config, otp::Clock& clock)>;
+    const ProviderConfig& config, ProviderContext& context)>;
 
 class ChannelRegistry {
  public:
   void Register(std::string type, ChannelFactory factory);
   otp::Result<std::unique_ptr<ChannelProvider>> Create(const ProviderConfig& config,
-                                                       otp::Clock& clock) const;
+                                                       ProviderContext& context) const;
 
  private:
   std::map<std::string, ChannelFactory, std::less<>> factories_;
@@ -69,10 +112,21 @@ class ProviderSet {
   // Providers carrying `channel`, in config order (the failover order).
   std::vector<Provider*> ForChannel(std::string_view channel);
   bool Carries(std::string_view channel) const;
+  // By configured name; nullptr if none.
+  Provider* ByName(std::string_view name);
+  // Every provider, in config order.
+  std::vector<const Provider*> All() const;
+  // Where the providers' delivery reports go from now on (nullptr: dropped,
+  // with a warning). Set before the providers start receiving reports matters
+  // little: a report that finds no sink is logged and the step's timeout
+  // still drives failover.
+  void SetReportSink(DeliveryReportSink* sink);
   // The `log` provider's file, if one is configured ("" otherwise).
   std::string LogPath() const;
 
  private:
+  class ForwardingSink;
+  std::shared_ptr<ForwardingSink> sink_;  // shared: ProviderSet is movable
   std::vector<std::shared_ptr<Provider>> providers_;
 };
 

@@ -39,7 +39,7 @@ class VerificationsTest : public ::testing::Test {
   void SetUp() override {
     registry_.Register("scripted",
                        [this](const ProviderConfig& c,
-                              otp::Clock&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                              ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
                          auto p = std::make_unique<ScriptedProvider>();
                          by_name_[c.name] = p.get();
                          return std::unique_ptr<ChannelProvider>(std::move(p));

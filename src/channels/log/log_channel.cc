@@ -42,8 +42,7 @@ class LogChannel final : public ChannelProvider {
 
 }  // namespace
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config,
-                                                            otp::Clock& clock) {
+otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config, ProviderContext& context) {
   auto it = config.options.find("path");
   std::string path = it == config.options.end() ? "otpd-data/messages.jsonl" : it->second;
   std::error_code ec;
@@ -51,7 +50,7 @@ otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig
   if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   if (ec)
     return otp::InvalidArgument("provider " + config.name + ": cannot create " + dir.string());
-  return std::unique_ptr<ChannelProvider>(new LogChannel(config.name, path, clock));
+  return std::unique_ptr<ChannelProvider>(new LogChannel(config.name, path, context.clock));
 }
 
 }  // namespace otpd

@@ -9,7 +9,6 @@
 namespace otpd {
 
 // Options: path (default "otpd-data/messages.jsonl"); the directory is created.
-otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config,
-                                                            otp::Clock& clock);
+otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config, ProviderContext& context);
 
 }  // namespace otpd

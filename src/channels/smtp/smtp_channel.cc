@@ -283,8 +283,7 @@ otp::Result<std::string> BuildMimeMessage(const MimeInput& in) {
   return m;
 }
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config,
-                                                             otp::Clock& clock) {
+otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config, ProviderContext& context) {
   const std::string where = "provider " + config.name + " (smtp): ";
   static const std::set<std::string, std::less<>> kAllowed = {"url",      "from",     "starttls",
                                                               "username", "password", "ca_file"};
@@ -340,7 +339,7 @@ otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfi
   }
   s.ca_file = get("ca_file");
   GlobalInit();
-  return std::unique_ptr<ChannelProvider>(new SmtpChannel(std::move(s), clock));
+  return std::unique_ptr<ChannelProvider>(new SmtpChannel(std::move(s), context.clock));
 }
 
 }  // namespace otpd

@@ -25,8 +25,7 @@
 
 namespace otpd {
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config,
-                                                             otp::Clock& clock);
+otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config, ProviderContext& context);
 
 // --- exposed for tests ----------------------------------------------------------
 

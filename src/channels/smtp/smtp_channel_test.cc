@@ -192,6 +192,13 @@ TEST(SmtpMime, MailboxAddress) {
   EXPECT_EQ(MailboxAddress("Verify <a@b"), "");
 }
 
+// A provider context whose reports go nowhere (SMTP sends none).
+struct TestEnv : DeliveryReportSink {
+  void OnReport(const DeliveryReport&) override {}
+  otp::FakeClock clock;
+  ProviderContext context{clock, *this};
+};
+
 ProviderConfig Config(std::map<std::string, std::string> options) {
   ProviderConfig c;
   c.name = "mail";
@@ -202,10 +209,10 @@ ProviderConfig Config(std::map<std::string, std::string> options) {
 }
 
 TEST(SmtpConfig, AcceptsValidConfigs) {
-  otp::FakeClock clock;
+  TestEnv env;
   EXPECT_TRUE(NewSmtpChannel(Config({{"url", "smtp://127.0.0.1:2525"},
                                      {"from", "Verify <no-reply@example.com>"}}),
-                             clock)
+                             env.context)
                   .ok());
   EXPECT_TRUE(NewSmtpChannel(Config({{"url", "smtps://mail.example.com"},
                                      {"from", "no-reply@example.com"},
@@ -213,17 +220,17 @@ TEST(SmtpConfig, AcceptsValidConfigs) {
                                      {"username", "u"},
                                      {"password", "p"},
                                      {"ca_file", "/tmp/ca.pem"}}),
-                             clock)
+                             env.context)
                   .ok());
   EXPECT_TRUE(NewSmtpChannel(Config({{"url", "smtp://mail.example.com:587"},
                                      {"from", "no-reply@example.com"},
                                      {"starttls", "true"}}),
-                             clock)
+                             env.context)
                   .ok());
 }
 
 TEST(SmtpConfig, RefusesBadConfigs) {
-  otp::FakeClock clock;
+  TestEnv env;
   const std::string from = "Verify <no-reply@example.com>";
   const std::string url = "smtp://127.0.0.1:2525";
   struct Case {
@@ -243,7 +250,7 @@ TEST(SmtpConfig, RefusesBadConfigs) {
       {{{"url", url}, {"from", from}, {"tls_verify", "false"}}, "unknown option 'tls_verify'"},
   };
   for (const Case& c : cases) {
-    auto r = NewSmtpChannel(Config(c.options), clock);
+    auto r = NewSmtpChannel(Config(c.options), env.context);
     ASSERT_FALSE(r.ok()) << c.want;
     EXPECT_EQ(r.status().code(), otp::StatusCode::kInvalidArgument);
     EXPECT_THAT(r.status().message(), HasSubstr(c.want));
@@ -252,10 +259,10 @@ TEST(SmtpConfig, RefusesBadConfigs) {
 }
 
 TEST(SmtpSend, RefusesInjectionWithoutConnecting) {
-  otp::FakeClock clock;
+  TestEnv env;
   // Port 9 on loopback: nothing listens; an attempt to connect would give Unavailable.
   auto p = NewSmtpChannel(
-      Config({{"url", "smtp://127.0.0.1:9"}, {"from", "Verify <no-reply@example.com>"}}), clock);
+      Config({{"url", "smtp://127.0.0.1:9"}, {"from", "Verify <no-reply@example.com>"}}), env.context);
   ASSERT_TRUE(p.ok());
   OutboundMessage m;
   m.channel = "email";
@@ -274,12 +281,12 @@ TEST(SmtpSend, RefusesInjectionWithoutConnecting) {
 }
 
 TEST(SmtpSend, UnreachableServerIsUnavailableWithoutSecrets) {
-  otp::FakeClock clock;
+  TestEnv env;
   auto p = NewSmtpChannel(Config({{"url", "smtp://127.0.0.1:9"},
                                   {"from", "Verify <no-reply@example.com>"},
                                   {"username", "user"},
                                   {"password", "hunter2-secret"}}),
-                          clock);
+                          env.context);
   ASSERT_TRUE(p.ok());
   OutboundMessage m;
   m.channel = "email";
