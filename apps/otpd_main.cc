@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
   const std::string log_path = providers->LogPath();
   if (config->ListenIsLoopback()) api_options.inbox_path = log_path;
   otpd::Api api(**store, apps, verifications, metrics, clock, api_options);
+  api.ServeDeliveryReports(*providers, dispatcher);
+  metrics.AttachDeliveryState(store->get(), &*providers);
 
   otpd::HttpServerOptions http;
   http.host = config->ListenHost();

@@ -6,55 +6,12 @@
 
 #include "core/internal.h"
 #include "otp/base32.h"
+#include "otp/percent.h"
 
 namespace otp {
 namespace {
 
 constexpr std::string_view kScheme = "otpauth://";
-
-bool IsUnreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-// Percent-encodes everything but RFC 3986 unreserved characters (so ':', '&',
-// '=', '?', '/', '#', spaces and non-ASCII bytes are all escaped).
-std::string PercentEncode(std::string_view in) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(in.size());
-  for (unsigned char c : in) {
-    if (IsUnreserved(c)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-// Decodes %XX escapes; with `plus_is_space` (query values, form encoding) '+' is a space.
-Result<std::string> PercentDecode(std::string_view in, bool plus_is_space) {
-  std::string out;
-  out.reserve(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    if (c == '%') {
-      const int hi = i + 2 < in.size() ? internal::HexDigitValue(in[i + 1]) : -1;
-      const int lo = i + 2 < in.size() ? internal::HexDigitValue(in[i + 2]) : -1;
-      if (hi < 0 || lo < 0) return InvalidArgument("otpauth URI: bad percent escape");
-      out += static_cast<char>((hi << 4) | lo);
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // A decimal integer in [min, max], digits only.
 template <typename T>

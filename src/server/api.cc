@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "otp/crypto.h"
+#include "otp/percent.h"
 #include "service/messages.h"
 #include "service/recipients.h"
 
@@ -32,6 +33,8 @@ const std::vector<RouteInfo> kRoutes = {
     {"POST", "/v1/verifications/{id}/check", true},
     {"POST", "/v1/verifications/{id}/resend", true},
     {"POST", "/v1/verifications/{id}/cancel", true},
+    // Authenticated by the provider's dlr_token (?token=), not an API key.
+    {"POST", "/v1/providers/{name}/dlr", false},
 };
 
 std::vector<std::string> Split(std::string_view path) {
@@ -291,6 +294,11 @@ Api::Api(Store& store, AppService& apps, VerificationService& verifications, Met
 
 const std::vector<RouteInfo>& Api::Routes() { return kRoutes; }
 
+void Api::ServeDeliveryReports(ProviderSet& providers, Dispatcher& dispatcher) {
+  providers_ = &providers;
+  dispatcher_ = &dispatcher;
+}
+
 HttpResponse Api::Handle(const HttpRequest& request) {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<std::string> parts = Split(request.path);
@@ -361,6 +369,8 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     if (options_.inbox_path.empty()) return Problem(MakeError(ApiCode::kNotFound, "no such route"));
     return Inbox();
   }
+
+  if (path == "/v1/providers/{name}/dlr") return DeliveryReports(req, params[0]);
 
   // Everything below needs an app.
   const std::string_view auth = req.Header("authorization");
@@ -433,6 +443,36 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
   }
   if (!result.ok()) return Problem(result.error());
   return Json(200, VerificationJson(*result));
+}
+
+HttpResponse Api::DeliveryReports(const HttpRequest& req, const std::string& name) {
+  Provider* provider = providers_ != nullptr ? providers_->ByName(name) : nullptr;
+  if (provider == nullptr) return Problem(MakeError(ApiCode::kNotFound, "no such provider"));
+  std::string token;
+  auto query = otp::ParseForm(req.query);
+  if (!query.ok()) return Problem(Invalid({{"token", "bad percent escape in the query"}}));
+  for (const auto& [k, v] : *query) {
+    if (k == "token") token = v;
+  }
+  auto reports = provider->impl->ParseHttpReport(token, req.body);
+  if (!reports.ok()) {
+    switch (reports.status().code()) {
+      case otp::StatusCode::kPermissionDenied:
+        return Problem(MakeError(ApiCode::kUnauthorized, "missing or wrong dlr token"));
+      case otp::StatusCode::kNotFound:
+        return Problem(MakeError(ApiCode::kNotFound, "this provider takes no delivery reports"));
+      default:
+        return Problem(Invalid({{"body", reports.status().message()}}));
+    }
+  }
+  for (DeliveryReport& r : *reports) r.provider = provider->config.name;
+  std::size_t matched = 0;
+  if (!reports->empty()) {
+    auto outcomes = dispatcher_->ApplyReports(*reports);
+    if (!outcomes.ok()) return Problem(FromStoreStatus(outcomes.status()));
+    for (const ReportOutcome& o : *outcomes) matched += o.matched ? 1 : 0;
+  }
+  return Json(200, {{"accepted", reports->size()}, {"matched", matched}});
 }
 
 HttpResponse Api::Inbox() const {

@@ -11,6 +11,8 @@
 #include "otp/clock.h"
 #include "server/metrics.h"
 #include "service/apps.h"
+#include "service/channel.h"
+#include "service/dispatcher.h"
 #include "service/verifications.h"
 
 namespace otpd {
@@ -33,6 +35,10 @@ class Api {
 
   HttpResponse Handle(const HttpRequest& request);
 
+  // Serves POST /v1/providers/{name}/dlr: reports parsed by the named provider
+  // and applied by the dispatcher before the answer. Off (404) until called.
+  void ServeDeliveryReports(ProviderSet& providers, Dispatcher& dispatcher);
+
   // Every route the API serves (checked against docs/openapi.json by a test).
   static const std::vector<RouteInfo>& Routes();
 
@@ -40,6 +46,7 @@ class Api {
   HttpResponse Dispatch(const HttpRequest& request, const RouteInfo& route,
                         const std::vector<std::string>& params);
   HttpResponse Inbox() const;
+  HttpResponse DeliveryReports(const HttpRequest& request, const std::string& provider);
 
   Store& store_;
   AppService& apps_;
@@ -47,6 +54,8 @@ class Api {
   Metrics& metrics_;
   otp::Clock& clock_;
   ApiOptions options_;
+  ProviderSet* providers_ = nullptr;
+  Dispatcher* dispatcher_ = nullptr;
 };
 
 // The OpenAPI document served at /openapi.json (embedded at build time).

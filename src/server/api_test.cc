@@ -6,9 +6,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <set>
 
+#include "otp/percent.h"
 #include "service/dispatcher.h"
 #include "store/memory/memory_store.h"
 
@@ -17,16 +19,49 @@ namespace {
 
 using nlohmann::json;
 
+// Takes reports over HTTP as a form "id=…&status=…" with token "t0k".
+class FormReportProvider : public ChannelProvider {
+ public:
+  otp::Result<SendReceipt> Send(const OutboundMessage&) override {
+    return SendReceipt{"wamid-" + std::to_string(++sent_)};
+  }
+  otp::Result<std::vector<DeliveryReport>> ParseHttpReport(std::string_view token,
+                                                           std::string_view body) override {
+    if (token != "t0k") return otp::PermissionDenied("wrong token");
+    auto form = otp::ParseForm(body);
+    if (!form.ok()) return form.status();
+    DeliveryReport r;
+    for (const auto& [k, v] : *form) {
+      if (k == "id") r.provider_message_id = v;
+      if (k == "status") r.status = v;
+    }
+    if (r.provider_message_id.empty()) return otp::InvalidArgument("no id");
+    if (r.status != kDeliveryDelivered && r.status != kDeliveryFailed) {
+      return std::vector<DeliveryReport>{};
+    }
+    return std::vector<DeliveryReport>{r};
+  }
+
+ private:
+  std::atomic<int> sent_{0};
+};
+
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
     RegisterBuiltinChannels(registry_);
+    registry_.Register("form-reports",
+                       [](const ProviderConfig&,
+                          ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                         return std::unique_ptr<ChannelProvider>(new FormReportProvider());
+                       });
     log_path_ = (std::filesystem::temp_directory_path() /
                  ("otpd_api_test_" + std::to_string(::getpid()) + ".jsonl"))
                     .string();
     std::filesystem::remove(log_path_);
     ProviderConfig log{"dev-log", "log", {"sms", "email"}, {{"path", log_path_}}};
-    auto set = ProviderSet::Create({log}, registry_, clock_);
+    ProviderConfig wa{"wa", "form-reports", {"whatsapp"}, {}};
+    auto set = ProviderSet::Create({log, wa}, registry_, clock_);
     ASSERT_TRUE(set.ok());
     providers_ = std::make_unique<ProviderSet>(std::move(set).value());
     verifications_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
@@ -35,6 +70,9 @@ class ApiTest : public ::testing::Test {
     options.inbox_path = log_path_;
     options.log_requests = false;
     api_ = std::make_unique<Api>(*store_, apps_, *verifications_, metrics_, clock_, options);
+    dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_, &metrics_);
+    api_->ServeDeliveryReports(*providers_, *dispatcher_);
+    metrics_.AttachDeliveryState(store_.get(), providers_.get());
     key_a_ = apps_.Create("a", AppSettings{})->api_key;
     key_b_ = apps_.Create("b", AppSettings{})->api_key;
   }
@@ -45,6 +83,10 @@ class ApiTest : public ::testing::Test {
     HttpRequest r;
     r.method = method;
     r.target = r.path = path;
+    if (auto q = path.find('?'); q != std::string::npos) {
+      r.path = path.substr(0, q);
+      r.query = path.substr(q + 1);
+    }
     r.body = body;
     if (!key.empty()) r.headers.emplace_back("authorization", "Bearer " + key);
     for (auto& h : headers) r.headers.push_back(h);
@@ -71,6 +113,7 @@ class ApiTest : public ::testing::Test {
   Metrics metrics_;
   std::unique_ptr<VerificationService> verifications_;
   std::unique_ptr<Api> api_;
+  std::unique_ptr<Dispatcher> dispatcher_;
   std::string key_a_, key_b_;
 };
 
@@ -259,6 +302,62 @@ TEST(ApiOpenApiTest, DocumentDescribesExactlyTheServedRoutes) {
   std::set<std::string> served;
   for (const RouteInfo& r : Api::Routes()) served.insert(std::string(r.method) + " " + r.path);
   EXPECT_EQ(documented, served);
+}
+
+}  // namespace
+}  // namespace otpd
+
+namespace otpd {
+namespace {
+
+TEST_F(ApiTest, DeliveryReportEndpoint) {
+  auto start = Call("POST", "/v1/verifications",
+                    R"({"to":"+306912345678","workflow":[{"channel":"whatsapp","timeout_s":60},)"
+                    R"({"channel":"sms","timeout_s":60}]})",
+                    key_a_);
+  ASSERT_EQ(start.status, 201) << start.body;
+  const std::string id = Body(start)["id"];
+  ASSERT_EQ(dispatcher_->RunOnce(), 1);  // whatsapp via "wa": wamid-1
+
+  // Wrong or missing token, unknown provider, a provider without reports: refused, nothing changes.
+  ExpectProblem(Call("POST", "/v1/providers/wa/dlr?token=nope", "id=wamid-1&status=failed", ""),
+                401, "unauthorized");
+  ExpectProblem(Call("POST", "/v1/providers/wa/dlr", "id=wamid-1&status=failed", ""), 401,
+                "unauthorized");
+  ExpectProblem(Call("POST", "/v1/providers/nosuch/dlr?token=t0k", "id=x", ""), 404, "not_found");
+  ExpectProblem(Call("POST", "/v1/providers/dev-log/dlr?token=t0k", "id=x", ""), 404, "not_found");
+  ExpectProblem(Call("POST", "/v1/providers/wa/dlr?token=t0k", "status=failed", ""), 400,
+                "invalid_request");
+  ExpectProblem(Call("GET", "/v1/providers/wa/dlr?token=t0k", "", ""), 405, "invalid_request");
+  EXPECT_EQ(Body(Call("GET", "/v1/verifications/" + id, "", key_a_))["deliveries"][0]["status"],
+            "sent");
+
+  // A status that drives nothing is accepted and changes nothing.
+  auto read = Call("POST", "/v1/providers/wa/dlr?token=t0k", "id=wamid-1&status=read", "");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(Body(read)["accepted"], 0);
+
+  // A failed report: the delivery is failed and the sms step fires at once.
+  auto ok = Call("POST", "/v1/providers/wa/dlr?token=t0k", "id=wamid-1&status=failed", "");
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(Body(ok)["accepted"], 1);
+  EXPECT_EQ(Body(ok)["matched"], 1);
+  ASSERT_EQ(dispatcher_->RunOnce(), 1);
+  auto v = Body(Call("GET", "/v1/verifications/" + id, "", key_a_));
+  EXPECT_EQ(v["deliveries"][0]["status"], "failed");
+  EXPECT_EQ(v["deliveries"][1]["channel"], "sms");
+  EXPECT_EQ(v["deliveries"][1]["status"], "sent");
+
+  const std::string metrics = Call("GET", "/metrics", "", "").body;
+  EXPECT_NE(
+      metrics.find(
+          R"(otpd_delivery_reports_total{provider="wa",channel="whatsapp",status="failed"} 1)"),
+      std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("otpd_delivery_report_seconds_count{provider=\"wa\"} 1"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("otpd_delivery_send_seconds_count{provider=\"wa\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("otpd_delivery_queue_depth 0"), std::string::npos);  // nothing left
 }
 
 }  // namespace

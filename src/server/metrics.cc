@@ -8,12 +8,7 @@ void Metrics::RecordRequest(const std::string& method, const std::string& route,
                             double seconds) {
   std::lock_guard lock(mu_);
   ++requests_[{method, route, status}];
-  Histogram& h = latency_[route];
-  for (std::size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) ++h.buckets[i];
-  }
-  ++h.count;
-  h.sum += seconds;
+  latency_[route].Observe(kBuckets, seconds);
 }
 
 void Metrics::VerificationStarted(const std::string& channel) {
@@ -27,10 +22,40 @@ void Metrics::VerificationApproved(const std::string& channel) {
 }
 
 void Metrics::OnDelivery(const std::string& provider, const std::string& channel,
-                         const std::string& status) {
+                         const std::string& status, double send_seconds) {
   std::lock_guard lock(mu_);
   ++deliveries_[{provider, channel, status}];
+  send_latency_[provider].Observe(kBuckets, send_seconds);
 }
+
+void Metrics::OnReport(const std::string& provider, const std::string& channel,
+                       const std::string& status, double seconds_after_send) {
+  std::lock_guard lock(mu_);
+  ++reports_[{provider, channel, status}];
+  report_delay_[provider].Observe(kReportBuckets, seconds_after_send);
+}
+
+void Metrics::AttachDeliveryState(Store* store, const ProviderSet* providers) {
+  std::lock_guard lock(mu_);
+  store_ = store;
+  providers_ = providers;
+}
+
+namespace {
+
+// One histogram family in exposition format; `label` is e.g. `route="/x"`.
+template <typename H, typename B>
+void RenderHistogram(std::string& out, const std::string& name, const std::string& label,
+                     const H& h, const B& bounds) {
+  for (std::size_t i = 0; i < bounds.size(); ++i) {
+    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, label, bounds[i], h.buckets[i]);
+  }
+  out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, label, h.count);
+  out += fmt::format("{}_sum{{{}}} {}\n", name, label, h.sum);
+  out += fmt::format("{}_count{{{}}} {}\n", name, label, h.count);
+}
+
+}  // namespace
 
 std::string Metrics::Render() const {
   std::lock_guard lock(mu_);
@@ -45,15 +70,8 @@ std::string Metrics::Render() const {
   out += "# HELP otpd_http_request_duration_seconds Request latency by route.\n";
   out += "# TYPE otpd_http_request_duration_seconds histogram\n";
   for (const auto& [route, h] : latency_) {
-    for (std::size_t i = 0; i < kBuckets.size(); ++i) {
-      out += fmt::format("otpd_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n",
-                         route, kBuckets[i], h.buckets[i]);
-    }
-    out += fmt::format("otpd_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}\n",
-                       route, h.count);
-    out += fmt::format("otpd_http_request_duration_seconds_sum{{route=\"{}\"}} {}\n", route, h.sum);
-    out += fmt::format("otpd_http_request_duration_seconds_count{{route=\"{}\"}} {}\n", route,
-                       h.count);
+    RenderHistogram(out, "otpd_http_request_duration_seconds", fmt::format("route=\"{}\"", route),
+                    h, kBuckets);
   }
   out += "# HELP otpd_verifications_started_total Verifications started by first channel.\n";
   out += "# TYPE otpd_verifications_started_total counter\n";
@@ -71,6 +89,43 @@ std::string Metrics::Render() const {
     const auto& [provider, channel, status] = k;
     out += fmt::format("otpd_deliveries_total{{provider=\"{}\",channel=\"{}\",status=\"{}\"}} {}\n",
                        provider, channel, status, n);
+  }
+  out += "# HELP otpd_delivery_send_seconds Time a provider took to take or refuse a message.\n";
+  out += "# TYPE otpd_delivery_send_seconds histogram\n";
+  for (const auto& [provider, h] : send_latency_) {
+    RenderHistogram(out, "otpd_delivery_send_seconds", fmt::format("provider=\"{}\"", provider), h,
+                    kBuckets);
+  }
+  out += "# HELP otpd_delivery_reports_total Delivery reports that changed a delivery.\n";
+  out += "# TYPE otpd_delivery_reports_total counter\n";
+  for (const auto& [k, n] : reports_) {
+    const auto& [provider, channel, status] = k;
+    out += fmt::format(
+        "otpd_delivery_reports_total{{provider=\"{}\",channel=\"{}\",status=\"{}\"}} {}\n",
+        provider, channel, status, n);
+  }
+  out += "# HELP otpd_delivery_report_seconds Time from the send to its delivery report.\n";
+  out += "# TYPE otpd_delivery_report_seconds histogram\n";
+  for (const auto& [provider, h] : report_delay_) {
+    RenderHistogram(out, "otpd_delivery_report_seconds", fmt::format("provider=\"{}\"", provider),
+                    h, kReportBuckets);
+  }
+  if (store_ != nullptr) {
+    if (auto depth = store_->CountJobs(); depth.ok()) {
+      out += "# HELP otpd_delivery_queue_depth Delivery jobs queued or in flight.\n";
+      out += "# TYPE otpd_delivery_queue_depth gauge\n";
+      out += fmt::format("otpd_delivery_queue_depth {}\n", *depth);
+    }
+  }
+  if (providers_ != nullptr) {
+    out += "# HELP otpd_provider_bound Session state of providers that hold one (SMPP bind).\n";
+    out += "# TYPE otpd_provider_bound gauge\n";
+    for (const Provider* p : providers_->All()) {
+      if (auto bound = p->impl->Bound()) {
+        out += fmt::format("otpd_provider_bound{{provider=\"{}\",type=\"{}\"}} {}\n",
+                           p->config.name, p->config.type, *bound ? 1 : 0);
+      }
+    }
   }
   return out;
 }

@@ -9,7 +9,9 @@
 #include <string>
 #include <tuple>
 
+#include "service/channel.h"
 #include "service/dispatcher.h"
+#include "store/store.h"
 
 namespace otpd {
 
@@ -20,7 +22,12 @@ class Metrics : public DeliveryObserver {
   void VerificationStarted(const std::string& channel);
   void VerificationApproved(const std::string& channel);
   void OnDelivery(const std::string& provider, const std::string& channel,
-                  const std::string& status) override;
+                  const std::string& status, double send_seconds) override;
+  void OnReport(const std::string& provider, const std::string& channel, const std::string& status,
+                double seconds_after_send) override;
+  // Where the gauges read at render time come from: queue depth from the
+  // store, bind state from the providers. Either may be null.
+  void AttachDeliveryState(Store* store, const ProviderSet* providers);
 
   // The whole exposition text.
   std::string Render() const;
@@ -28,18 +35,36 @@ class Metrics : public DeliveryObserver {
  private:
   static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                       0.05,   0.1,   0.25,   0.5,   1,    2.5};
+  // Time to a delivery report: seconds to hours.
+  static constexpr std::array<double, 12> kReportBuckets = {1,   2,   5,   10,   30,   60,
+                                                            120, 300, 600, 1800, 3600, 21600};
+  template <std::size_t N>
   struct Histogram {
-    std::array<std::uint64_t, kBuckets.size()> buckets{};
+    std::array<std::uint64_t, N> buckets{};
     std::uint64_t count = 0;
     double sum = 0;
+    void Observe(const std::array<double, N>& bounds, double value) {
+      for (std::size_t i = 0; i < N; ++i) {
+        if (value <= bounds[i]) ++buckets[i];
+      }
+      ++count;
+      sum += value;
+    }
   };
+  using LatencyHistogram = Histogram<kBuckets.size()>;
+  using ReportHistogram = Histogram<kReportBuckets.size()>;
 
   mutable std::mutex mu_;
   std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
-  std::map<std::string, Histogram> latency_;  // by route
+  std::map<std::string, LatencyHistogram> latency_;  // by route
   std::map<std::string, std::uint64_t> started_;
   std::map<std::string, std::uint64_t> approved_;
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> deliveries_;
+  std::map<std::string, LatencyHistogram> send_latency_;  // by provider
+  std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> reports_;
+  std::map<std::string, ReportHistogram> report_delay_;  // by provider
+  Store* store_ = nullptr;
+  const ProviderSet* providers_ = nullptr;
 };
 
 }  // namespace otpd

@@ -17,6 +17,7 @@
 #include "otp/clock.h"
 #include "otp/status.h"
 #include "service/config.h"
+#include "store/model.h"  // DeliveryReport, delivery statuses
 
 namespace otpd {
 
@@ -32,15 +33,6 @@ struct OutboundMessage {
 
 struct SendReceipt {
   std::string provider_message_id;
-};
-
-// A provider's word on a message it took (SPEC §4.1 delivery reports): an SMPP
-// deliver_sm receipt, or a report POSTed to /v1/providers/{name}/dlr.
-struct DeliveryReport {
-  std::string provider;             // the provider's configured name
-  std::string provider_message_id;  // as returned in SendReceipt
-  std::string status;               // kDeliveryDelivered, kDeliveryUndelivered or kDeliveryFailed
-  std::string detail;               // the provider's own word ("UNDELIV", "read", ...), for logs
 };
 
 // Where providers hand the reports they receive (the dispatcher, in otpd).

@@ -15,18 +15,28 @@ using std::chrono::seconds;
 
 namespace {
 constexpr auto kLease = seconds(60);
-constexpr int kBatch = 32;
+constexpr int kBatch = 64;
 constexpr auto kIdlePoll = milliseconds(250);
 }  // namespace
 
 Dispatcher::Dispatcher(Store& store, ProviderSet& providers, const Secrets& secrets,
-                       otp::Clock& clock, DeliveryObserver* observer)
-    : store_(store), providers_(providers), secrets_(secrets), clock_(clock), observer_(observer) {}
+                       otp::Clock& clock, DeliveryObserver* observer, DispatcherOptions options)
+    : store_(store),
+      providers_(providers),
+      secrets_(secrets),
+      clock_(clock),
+      observer_(observer),
+      options_(options) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
 void Dispatcher::Start() {
-  thread_ = std::thread([this] { Loop(); });
+  providers_.SetReportSink(this);
+  report_thread_ = std::thread([this] { ReportLoop(); });
+  for (int i = 0; i < std::max(1, options_.workers); ++i) {
+    workers_.emplace_back([this] { Work(); });
+  }
+  loop_ = std::thread([this] { Loop(); });
 }
 
 void Dispatcher::Stop() {
@@ -34,8 +44,20 @@ void Dispatcher::Stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  loop_cv_.notify_all();
+  work_cv_.notify_all();
+  if (loop_.joinable()) loop_.join();
+  for (auto& w : workers_) {
+    if (w.joinable()) w.join();
+  }
+  workers_.clear();
+  providers_.SetReportSink(nullptr);
+  {
+    std::lock_guard lock(reports_mu_);
+    reports_stopping_ = true;
+  }
+  reports_cv_.notify_all();
+  if (report_thread_.joinable()) report_thread_.join();
 }
 
 void Dispatcher::Notify() {
@@ -43,21 +65,65 @@ void Dispatcher::Notify() {
     std::lock_guard lock(mu_);
     notified_ = true;
   }
-  cv_.notify_all();
+  loop_cv_.notify_all();
 }
 
 void Dispatcher::Loop() {
   for (;;) {
-    int processed = 0;
-    auto next = store_.NextJobDue();
-    if (next.ok() && next->has_value() && **next <= clock_.Now()) processed = RunOnce();
-    std::unique_lock lock(mu_);
-    if (stopping_) return;
-    if (processed == 0) {
-      cv_.wait_for(lock, kIdlePoll, [&] { return stopping_ || notified_; });
+    int capacity = 0;
+    {
+      std::unique_lock lock(mu_);
+      loop_cv_.wait(lock, [&] { return stopping_ || busy_ < options_.workers; });
+      if (stopping_) return;
+      capacity = options_.workers - busy_;
+      notified_ = false;
     }
-    notified_ = false;
+    int claimed = 0;
+    auto next = store_.NextJobDue();
+    const otp::TimePoint now = clock_.Now();
+    if (next.ok() && next->has_value() && **next <= now) {
+      auto jobs = store_.ClaimJobs(now, now + kLease, std::min(capacity, kBatch));
+      if (!jobs.ok()) {
+        spdlog::warn(R"("event":"claim_failed","error":{})", LogText(jobs.status().message()));
+      } else if (!jobs->empty()) {
+        claimed = static_cast<int>(jobs->size());
+        std::lock_guard lock(mu_);
+        busy_ += claimed;
+        for (Job& j : *jobs) queue_.push_back(std::move(j));
+      }
+    }
+    std::unique_lock lock(mu_);
+    if (claimed > 0) {
+      work_cv_.notify_all();
+      continue;  // more may be due
+    }
+    // Nothing due: sleep until notified, the next due time, or the idle poll.
+    auto wait = kIdlePoll;
+    if (next.ok() && next->has_value()) {
+      const auto until = std::chrono::duration_cast<milliseconds>(**next - now);
+      wait = std::clamp(until, milliseconds(1), kIdlePoll);
+    }
+    loop_cv_.wait_for(lock, wait, [&] { return stopping_ || notified_; });
     if (stopping_) return;
+  }
+}
+
+void Dispatcher::Work() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping; claimed jobs not started come back after the lease
+      job = std::move(queue_.back());
+      queue_.pop_back();
+    }
+    Process(job);
+    {
+      std::lock_guard lock(mu_);
+      --busy_;
+    }
+    loop_cv_.notify_all();
   }
 }
 
@@ -72,11 +138,71 @@ int Dispatcher::RunOnce() {
   return static_cast<int>(jobs->size());
 }
 
+void Dispatcher::OnReport(const DeliveryReport& report) {
+  {
+    std::lock_guard lock(reports_mu_);
+    reports_.push_back(report);
+  }
+  reports_cv_.notify_one();
+}
+
+void Dispatcher::ReportLoop() {
+  for (;;) {
+    {
+      std::unique_lock lock(reports_mu_);
+      reports_cv_.wait(lock, [&] { return reports_stopping_ || !reports_.empty(); });
+      if (reports_.empty()) return;
+    }
+    DrainReports();
+  }
+}
+
+int Dispatcher::DrainReports() {
+  std::vector<DeliveryReport> batch;
+  {
+    std::lock_guard lock(reports_mu_);
+    batch.swap(reports_);
+  }
+  if (batch.empty()) return 0;
+  auto applied = ApplyReports(batch);
+  if (!applied.ok()) {
+    // The step's timeout still drives failover; the report itself is lost.
+    spdlog::error(R"("event":"delivery_reports_failed","count":{},"error":{})", batch.size(),
+                  LogText(applied.status().message()));
+  }
+  return static_cast<int>(batch.size());
+}
+
+Result<std::vector<ReportOutcome>> Dispatcher::ApplyReports(
+    const std::vector<DeliveryReport>& reports) {
+  auto outcomes = store_.ApplyDeliveryReports(reports, clock_.Now());
+  if (!outcomes.ok()) return outcomes.status();
+  bool fired = false;
+  for (std::size_t i = 0; i < reports.size() && i < outcomes->size(); ++i) {
+    const DeliveryReport& r = reports[i];
+    const ReportOutcome& o = (*outcomes)[i];
+    spdlog::info(
+        R"("event":"delivery_report","provider":{},"status":"{}","detail":{},"verification_id":"{}","matched":{},"applied":{},"next_step":{})",
+        LogText(r.provider), r.status, LogText(r.detail), o.verification_id, o.matched, o.applied,
+        o.next_step_fired);
+    fired = fired || o.next_step_fired;
+    if (o.applied && observer_ != nullptr) {
+      const double after = std::chrono::duration<double>(clock_.Now() - o.sent_at).count();
+      observer_->OnReport(r.provider, o.channel, r.status, std::max(0.0, after));
+    }
+  }
+  if (fired) Notify();
+  return outcomes;
+}
+
 void Dispatcher::Process(const Job& job) {
   auto v = store_.GetVerification("", job.verification_id);
   if (!v.ok()) {
     if (v.status().code() != otp::StatusCode::kNotFound) return;  // retried after the lease
-    JobOutcome gone{job, "", kDeliveryCanceled, "", "", clock_.Now(), {}, {}, false};
+    JobOutcome gone;
+    gone.job = job;
+    gone.delivery_status = kDeliveryCanceled;
+    gone.at = clock_.Now();
     (void)store_.FinishJob(gone);
     return;
   }
@@ -119,14 +245,30 @@ void Dispatcher::Process(const Job& job) {
   // Provider failover: the channel's providers in config order.
   out.delivery_status = kDeliveryFailed;
   out.error = "no provider carries channel " + delivery->channel;
+  if (job.attempts > 1) {
+    // The lease of an earlier claim ran out: that attempt may have reached the
+    // provider (at-least-once), so say so.
+    spdlog::warn(R"("event":"delivery_retried","verification_id":"{}","attempt":{})", v->id,
+                 job.attempts);
+  }
   for (Provider* p : providers_.ForChannel(delivery->channel)) {
+    if (!out.provider.empty()) {
+      out.failed_first.push_back({out.provider, out.error, clock_.Now()});
+    }
     out.provider = p->config.name;
+    const auto started = std::chrono::steady_clock::now();
     otp::Result<SendReceipt> receipt = otp::Unavailable("provider error");
     try {
       receipt = p->impl->Send(message);
     } catch (const std::exception& e) {
       // A provider bug must not take the dispatcher down: count it as a failed send.
       receipt = otp::Internal(std::string("provider threw: ") + e.what());
+    }
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (observer_ != nullptr) {
+      observer_->OnDelivery(p->config.name, delivery->channel,
+                            receipt.ok() ? kDeliverySent : kDeliveryFailed, took);
     }
     if (receipt.ok()) {
       out.delivery_status = kDeliverySent;
@@ -160,11 +302,13 @@ void Dispatcher::Process(const Job& job) {
     out.next = j;
     out.next_delivery = d;
   } else if (job.advance && !sent) {
-    // The last step failed: undeliverable only if no earlier step got through.
+    // The last step failed: undeliverable only if no other delivery got through
+    // or is still to be sent (a resend).
     out.undeliverable =
         std::none_of(v->deliveries.begin(), v->deliveries.end(), [&](const Delivery& d) {
           return d.id != job.delivery_id &&
-                 (d.status == kDeliverySent || d.status == kDeliveryDelivered);
+                 (d.status == kDeliverySent || d.status == kDeliveryDelivered ||
+                  d.status == kDeliveryQueued);
         });
   }
   Status s = store_.FinishJob(out);
@@ -177,8 +321,6 @@ void Dispatcher::Process(const Job& job) {
       R"("event":"delivery","verification_id":"{}","channel":"{}","provider":{},"status":"{}","to":{})",
       v->id, delivery->channel, LogText(out.provider), out.delivery_status,
       LogText(MaskRecipient(delivery->to)));
-  if (observer_ != nullptr)
-    observer_->OnDelivery(out.provider, delivery->channel, out.delivery_status);
 }
 
 }  // namespace otpd

@@ -6,6 +6,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+
 #include "service/apps.h"
 #include "service/dispatcher.h"
 #include "service/messages.h"
@@ -259,8 +262,14 @@ TEST_F(VerificationsTest, ProviderFailoverWithinAChannel) {
   const std::string code = Deliver("sms2");
   EXPECT_EQ(code.size(), 6u);
   auto v = service_->Get(app_, id);
-  EXPECT_EQ(v->deliveries[0].provider, "sms2");
-  EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
+  // Each provider tried is one delivery, in the order tried.
+  ASSERT_EQ(v->deliveries.size(), 2u);
+  EXPECT_EQ(v->deliveries[0].provider, "sms1");
+  EXPECT_EQ(v->deliveries[0].status, kDeliveryFailed);
+  EXPECT_EQ(v->deliveries[1].provider, "sms2");
+  EXPECT_EQ(v->deliveries[1].status, kDeliverySent);
+  EXPECT_EQ(v->deliveries[1].step, 0);
+  EXPECT_EQ(v->deliveries[1].channel, "sms");
 }
 
 TEST_F(VerificationsTest, AProviderThatThrowsCountsAsAFailedSend) {
@@ -268,8 +277,11 @@ TEST_F(VerificationsTest, AProviderThatThrowsCountsAsAFailedSend) {
   const std::string id = StartId(To("+306912345678"));
   EXPECT_EQ(Deliver("sms2").size(), 6u);  // failover to the next provider
   auto v = service_->Get(app_, id);
-  EXPECT_EQ(v->deliveries[0].provider, "sms2");
-  EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
+  ASSERT_EQ(v->deliveries.size(), 2u);
+  EXPECT_EQ(v->deliveries[0].status, kDeliveryFailed);
+  EXPECT_NE(v->deliveries[0].error.find("provider threw"), std::string::npos);
+  EXPECT_EQ(v->deliveries[1].provider, "sms2");
+  EXPECT_EQ(v->deliveries[1].status, kDeliverySent);
 }
 
 TEST_F(VerificationsTest, ChannelFailoverWhenEveryProviderFails) {
@@ -282,9 +294,13 @@ TEST_F(VerificationsTest, ChannelFailoverWhenEveryProviderFails) {
   ASSERT_EQ(code.size(), 6u);
   EXPECT_EQ(by_name_["mail"]->sent.back().to, "a@example.com");
   auto v = service_->Get(app_, id);
-  ASSERT_EQ(v->deliveries.size(), 2u);
+  ASSERT_EQ(v->deliveries.size(), 3u);  // sms1 and sms2 failed, then email
+  EXPECT_EQ(v->deliveries[0].provider, "sms1");
   EXPECT_EQ(v->deliveries[0].status, kDeliveryFailed);
-  EXPECT_EQ(v->deliveries[1].status, kDeliverySent);
+  EXPECT_EQ(v->deliveries[1].provider, "sms2");
+  EXPECT_EQ(v->deliveries[1].status, kDeliveryFailed);
+  EXPECT_EQ(v->deliveries[2].channel, "email");
+  EXPECT_EQ(v->deliveries[2].status, kDeliverySent);
   EXPECT_TRUE(service_->Check(app_, id, code)->valid);
 }
 
@@ -393,6 +409,136 @@ TEST_F(VerificationsTest, CodeLengthAndLocaleFromTheRequest) {
   EXPECT_EQ(Deliver().size(), 8u);
   EXPECT_EQ(service_->Get(app_, id)->locale, "de");
   EXPECT_THAT(by_name_["sms1"]->sent.back().text, ::testing::HasSubstr("Bestätigungscode"));
+}
+
+TEST_F(VerificationsTest, UndeliveredReportFiresTheNextStepAtOnce) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  const std::string id = StartId(req);
+  const std::string code = Deliver();
+  dispatcher_->OnReport({"sms1", "msg-1", kDeliveryUndelivered, "UNDELIV"});
+  EXPECT_EQ(dispatcher_->DrainReports(), 1);
+  EXPECT_EQ(Deliver("voice"), code);  // no clock advance: the report fired it
+  auto v = service_->Get(app_, id);
+  EXPECT_EQ(v->deliveries[0].status, kDeliveryUndelivered);
+  EXPECT_EQ(v->deliveries[1].status, kDeliverySent);
+}
+
+TEST_F(VerificationsTest, DeliveredReportLeavesTheTimeoutInCharge) {
+  StartRequest req = To("+306912345678");
+  req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  const std::string id = StartId(req);
+  const std::string code = Deliver();
+  auto applied = dispatcher_->ApplyReports({{"sms1", "msg-1", kDeliveryDelivered, "DELIVRD"}});
+  ASSERT_TRUE(applied.ok());
+  EXPECT_TRUE(applied->at(0).applied);
+  Deliver();
+  EXPECT_TRUE(by_name_["voice"]->sent.empty());
+  EXPECT_EQ(service_->Get(app_, id)->deliveries[0].status, kDeliveryDelivered);
+  clock_.Advance(seconds(60));
+  EXPECT_EQ(Deliver("voice"), code);
+}
+
+TEST_F(VerificationsTest, FailedReportOnTheLastStepMakesItUndeliverable) {
+  const std::string id = StartId(To("+306912345678"));  // one step
+  Deliver();
+  ASSERT_TRUE(dispatcher_->ApplyReports({{"sms1", "msg-1", kDeliveryFailed, "REJECTD"}}).ok());
+  EXPECT_EQ(service_->Get(app_, id)->status, kUndeliverable);
+}
+
+// A provider that holds every send until `want` sends are in flight at once
+// (or a deadline passes), recording the most it saw.
+class GateProvider : public ChannelProvider {
+ public:
+  explicit GateProvider(int want) : want_(want) {}
+  otp::Result<SendReceipt> Send(const OutboundMessage&) override {
+    std::unique_lock lock(mu_);
+    const int id = ++started_;
+    max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+    cv_.notify_all();
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return max_in_flight_ >= want_; });
+    --in_flight_;
+    ++done_;
+    cv_.notify_all();
+    return SendReceipt{"gate-" + std::to_string(id)};
+  }
+  bool WaitDone(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return done_ >= n; });
+  }
+  int max_in_flight() {
+    std::lock_guard lock(mu_);
+    return max_in_flight_;
+  }
+
+ private:
+  const int want_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int started_ = 0;
+  int in_flight_ = 0;
+  int max_in_flight_ = 0;
+  int done_ = 0;
+};
+
+TEST(DispatcherTest, SendsRunOnSeveralWorkersAtOnce) {
+  otp::FakeClock clock{1'700'000'000};
+  auto store = NewMemoryStore();
+  Secrets secrets{MasterKey{1, 2, 3}};
+  ChannelRegistry registry;
+  GateProvider* gate = nullptr;
+  registry.Register("gate",
+                    [&](const ProviderConfig&,
+                        ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                      auto p = std::make_unique<GateProvider>(4);
+                      gate = p.get();
+                      return std::unique_ptr<ChannelProvider>(std::move(p));
+                    });
+  auto providers = ProviderSet::Create({{"g", "gate", {"sms"}, {}}}, registry, clock);
+  ASSERT_TRUE(providers.ok());
+  VerificationService service(*store, *providers, secrets, clock, otp::SystemRandom());
+  AppService apps(*store, clock, otp::SystemRandom());
+  App app = apps.Create("shop", AppSettings{})->app;
+  for (int i = 0; i < 8; ++i) {
+    StartRequest r;
+    r.to = "+30691234567" + std::to_string(i);
+    ASSERT_TRUE(service.Start(app, r).ok());
+  }
+  Dispatcher dispatcher(*store, *providers, secrets, clock, nullptr, DispatcherOptions{4});
+  dispatcher.Start();
+  dispatcher.Notify();
+  EXPECT_TRUE(gate->WaitDone(8));
+  dispatcher.Stop();
+  EXPECT_EQ(gate->max_in_flight(), 4);  // never more than the workers, and that many
+  EXPECT_EQ(*store->CountJobs(), 0);
+}
+
+TEST(DispatcherTest, ProviderReportsReachTheStoreThroughTheSink) {
+  otp::FakeClock clock{1'700'000'000};
+  auto store = NewMemoryStore();
+  Secrets secrets{MasterKey{1, 2, 3}};
+  ChannelRegistry registry;
+  DeliveryReportSink* sink = nullptr;
+  registry.Register("reporting",
+                    [&](const ProviderConfig&,
+                        ProviderContext& context) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                      sink = &context.reports;
+                      return std::unique_ptr<ChannelProvider>(std::make_unique<ScriptedProvider>());
+                    });
+  auto providers = ProviderSet::Create({{"r", "reporting", {"sms"}, {}}}, registry, clock);
+  ASSERT_TRUE(providers.ok());
+  VerificationService service(*store, *providers, secrets, clock, otp::SystemRandom());
+  AppService apps(*store, clock, otp::SystemRandom());
+  App app = apps.Create("shop", AppSettings{})->app;
+  StartRequest r;
+  r.to = "+306912345678";
+  const std::string id = nlohmann::json::parse(service.Start(app, r)->body)["id"];
+  Dispatcher dispatcher(*store, *providers, secrets, clock);
+  ASSERT_EQ(dispatcher.RunOnce(), 1);
+  dispatcher.Start();  // becomes the providers' sink
+  sink->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"});
+  dispatcher.Stop();  // applies what was received before stopping
+  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
 }
 
 }  // namespace

@@ -111,6 +111,15 @@ struct Delivery {
   TimePoint updated_at;
 };
 
+// A provider's word on a message it took (SPEC §4.1 delivery reports): an SMPP
+// deliver_sm receipt, or a report POSTed to /v1/providers/{name}/dlr.
+struct DeliveryReport {
+  std::string provider;             // the provider's configured name
+  std::string provider_message_id;  // as the provider answered the send
+  std::string status;               // kDeliveryDelivered, kDeliveryUndelivered or kDeliveryFailed
+  std::string detail;               // the provider's own word ("UNDELIV", ...), for logs
+};
+
 struct Verification {
   std::string id;  // "ver_…"
   std::string app_id;

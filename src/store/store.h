@@ -38,9 +38,19 @@ struct Transition {
   std::string channel{};   // RecordCheck: the verification's channel (for metrics)
 };
 
+// A provider that did not take a message, before the one that did (or the last).
+struct FailedAttempt {
+  std::string provider;
+  std::string error;
+  TimePoint at;
+};
+
 // What the dispatcher did with one claimed job, written in one transaction.
+// Each provider tried is one delivery of the verification: the job's queued
+// delivery records the first, later providers get deliveries of their own.
 struct JobOutcome {
   Job job;
+  std::vector<FailedAttempt> failed_first;  // providers that refused, in the order tried
   std::string provider;
   std::string delivery_status;  // kDeliverySent, kDeliveryFailed, kDeliveryCanceled, ...
   std::string provider_message_id;
@@ -49,6 +59,18 @@ struct JobOutcome {
   std::optional<Job> next;  // the next workflow step, with its queued delivery
   std::optional<Delivery> next_delivery;
   bool undeliverable = false;  // every step failed: pending → undeliverable
+};
+
+// What one delivery report changed.
+struct ReportOutcome {
+  bool matched = false;  // a delivery carries this provider message id (else the report is
+                         // kept and applied when the send is recorded: reports can win the race)
+  bool applied = false;  // the delivery's status changed (false for repeats and late words)
+  std::string verification_id;
+  std::string channel;
+  TimePoint sent_at;             // when the provider took the message
+  bool next_step_fired = false;  // an undelivered/failed report brought the next step forward
+  bool undeliverable = false;    // ... or it was the last step and nothing got through
 };
 
 class Store {
@@ -112,8 +134,20 @@ class Store {
   virtual Result<std::vector<Job>> ClaimJobs(TimePoint now, TimePoint lease_until, int limit) = 0;
   // When the earliest job is due (nullopt if there is none).
   virtual Result<std::optional<TimePoint>> NextJobDue() = 0;
-  // Records a job's outcome and removes the job, atomically.
+  // Records a job's outcome and removes the job, atomically. A delivery report
+  // that arrived before the send was recorded is applied here.
   virtual Status FinishJob(const JobOutcome& outcome) = 0;
+  // Queued delivery jobs (for /metrics).
+  virtual Result<std::int64_t> CountJobs() = 0;
+
+  // --- delivery reports
+  // Applies reports in one transaction. A report moves a `sent` delivery to its
+  // status (later reports for the same delivery change nothing). An undelivered
+  // or failed report on a pending verification brings its next workflow step
+  // forward to `now`; on the last step with no other delivery sent or
+  // delivered, the verification becomes undeliverable. One outcome per report.
+  virtual Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
+      const std::vector<DeliveryReport>& reports, TimePoint now) = 0;
 };
 
 }  // namespace otpd

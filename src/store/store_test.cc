@@ -243,6 +243,148 @@ TEST_P(StoreTest, JobsAreClaimedOnceWithALease) {
   EXPECT_EQ(store_->ClaimJobs(now_ + seconds(120), now_ + seconds(200), 10)->size(), 1u);
 }
 
+// Sends step `step`'s claimed job through provider "p" as `message_id`, queuing
+// the next step (if any) `timeout` later, as the dispatcher does.
+void SendStep(Store& store, const Job& job, const std::string& message_id, TimePoint at,
+              bool with_next) {
+  JobOutcome o;
+  o.job = job;
+  o.provider = "p";
+  o.delivery_status = kDeliverySent;
+  o.provider_message_id = message_id;
+  o.at = at;
+  if (with_next) {
+    Job next;
+    next.verification_id = job.verification_id;
+    next.step = job.step + 1;
+    next.due_at = at + seconds(60);
+    Delivery nd;
+    nd.step = next.step;
+    nd.channel = "email";
+    nd.to = "a@example.com";
+    o.next = next;
+    o.next_delivery = nd;
+  }
+  ASSERT_TRUE(store.FinishJob(o).ok());
+}
+
+TEST_P(StoreTest, EachProviderTriedIsOneDelivery) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  auto jobs = store_->ClaimJobs(now_, now_ + seconds(60), 10);
+  JobOutcome o;
+  o.job = jobs->at(0);
+  o.failed_first = {{"a", "refused", now_}, {"b", "timed out", now_ + seconds(1)}};
+  o.provider = "c";
+  o.delivery_status = kDeliverySent;
+  o.provider_message_id = "m1";
+  o.at = now_ + seconds(2);
+  ASSERT_TRUE(store_->FinishJob(o).ok());
+  auto got = store_->GetVerification("app_a", "ver_1");
+  ASSERT_EQ(got->deliveries.size(), 3u);
+  EXPECT_EQ(got->deliveries[0].provider, "a");
+  EXPECT_EQ(got->deliveries[0].status, kDeliveryFailed);
+  EXPECT_EQ(got->deliveries[0].error, "refused");
+  EXPECT_EQ(got->deliveries[1].provider, "b");
+  EXPECT_EQ(got->deliveries[1].status, kDeliveryFailed);
+  EXPECT_EQ(got->deliveries[2].provider, "c");
+  EXPECT_EQ(got->deliveries[2].status, kDeliverySent);
+  EXPECT_EQ(got->deliveries[2].provider_message_id, "m1");
+  for (const Delivery& d : got->deliveries) {
+    EXPECT_EQ(d.step, 0);
+    EXPECT_EQ(d.channel, "sms");
+    EXPECT_EQ(d.to, "+306912345678");
+  }
+}
+
+TEST_P(StoreTest, DeliveredReportMarksTheDeliveryOnce) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
+  const TimePoint later = now_ + seconds(5);
+  auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryDelivered, "DELIVRD"}}, later);
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->size(), 1u);
+  EXPECT_TRUE(out->at(0).matched);
+  EXPECT_TRUE(out->at(0).applied);
+  EXPECT_FALSE(out->at(0).next_step_fired);
+  EXPECT_EQ(out->at(0).verification_id, "ver_1");
+  EXPECT_EQ(out->at(0).channel, "sms");
+  EXPECT_EQ(out->at(0).sent_at, now_);
+  auto got = store_->GetVerification("app_a", "ver_1");
+  EXPECT_EQ(got->deliveries[0].status, kDeliveryDelivered);
+  EXPECT_EQ(got->status, kPending);
+  // A repeat, or a later contrary word, changes nothing; nor does another provider's id.
+  out = store_->ApplyDeliveryReports(
+      {{"p", "m1", kDeliveryUndelivered, "UNDELIV"}, {"q", "m1", kDeliveryFailed, ""}}, later);
+  EXPECT_FALSE(out->at(0).applied);
+  EXPECT_FALSE(out->at(1).matched);
+  got = store_->GetVerification("app_a", "ver_1");
+  EXPECT_EQ(got->deliveries[0].status, kDeliveryDelivered);
+  // The next step still waits for its timeout.
+  EXPECT_TRUE(store_->ClaimJobs(later, later + seconds(60), 10)->empty());
+}
+
+TEST_P(StoreTest, UndeliveredReportBringsTheNextStepForward) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
+  const TimePoint later = now_ + seconds(5);
+  EXPECT_TRUE(store_->ClaimJobs(later, later + seconds(60), 10)->empty());
+  auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryUndelivered, "UNDELIV"}}, later);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(out->at(0).applied);
+  EXPECT_TRUE(out->at(0).next_step_fired);
+  EXPECT_FALSE(out->at(0).undeliverable);
+  auto jobs = store_->ClaimJobs(later, later + seconds(60), 10);
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ(jobs->at(0).step, 1);
+  // The last step fails too, by report: nothing got through, so undeliverable.
+  SendStep(*store_, jobs->at(0), "m2", later, false);
+  out = store_->ApplyDeliveryReports({{"p", "m2", kDeliveryFailed, "REJECTD"}}, later);
+  EXPECT_TRUE(out->at(0).undeliverable);
+  auto got = store_->GetVerification("app_a", "ver_1");
+  EXPECT_EQ(got->status, kUndeliverable);
+  EXPECT_TRUE(got->code_sealed.empty());
+}
+
+TEST_P(StoreTest, AFailedLastStepIsNotUndeliverableWhenAnEarlierOneGotThrough) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
+  const TimePoint due = now_ + seconds(60);
+  SendStep(*store_, store_->ClaimJobs(due, due + seconds(60), 10)->at(0), "m2", due, false);
+  auto out = store_->ApplyDeliveryReports({{"p", "m2", kDeliveryUndelivered, ""}}, due);
+  EXPECT_TRUE(out->at(0).applied);
+  EXPECT_FALSE(out->at(0).undeliverable);
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_1")->status, kPending);
+}
+
+TEST_P(StoreTest, AReportThatBeatsTheSendIsAppliedWhenTheSendIsRecorded) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  auto job = store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0);
+  auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryUndelivered, "UNDELIV"}}, now_);
+  EXPECT_FALSE(out->at(0).matched);
+  SendStep(*store_, job, "m1", now_, true);
+  auto got = store_->GetVerification("app_a", "ver_1");
+  EXPECT_EQ(got->deliveries[0].status, kDeliveryUndelivered);
+  // ... and it drove failover: the next step is due now, not after its timeout.
+  EXPECT_EQ(store_->ClaimJobs(now_, now_ + seconds(60), 10)->size(), 1u);
+}
+
+TEST_P(StoreTest, ReportsAfterTheVerificationLeftPendingFireNothing) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_1", now_).ok());
+  auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryFailed, ""}}, now_);
+  EXPECT_TRUE(out->at(0).applied);  // the delivery's own status is still news
+  EXPECT_FALSE(out->at(0).next_step_fired);
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_1")->status, kCanceled);
+  EXPECT_EQ(*store_->CountJobs(), 0);
+}
+
 TEST_P(StoreTest, UndeliverableOnlyFromPending) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());

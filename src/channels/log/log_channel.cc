@@ -42,7 +42,8 @@ class LogChannel final : public ChannelProvider {
 
 }  // namespace
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config, ProviderContext& context) {
+otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config,
+                                                            ProviderContext& context) {
   auto it = config.options.find("path");
   std::string path = it == config.options.end() ? "otpd-data/messages.jsonl" : it->second;
   std::error_code ec;

@@ -9,6 +9,7 @@
 namespace otpd {
 
 // Options: path (default "otpd-data/messages.jsonl"); the directory is created.
-otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config, ProviderContext& context);
+otp::Result<std::unique_ptr<ChannelProvider>> NewLogChannel(const ProviderConfig& config,
+                                                            ProviderContext& context);
 
 }  // namespace otpd

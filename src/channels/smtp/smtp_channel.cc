@@ -283,7 +283,8 @@ otp::Result<std::string> BuildMimeMessage(const MimeInput& in) {
   return m;
 }
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config, ProviderContext& context) {
+otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config,
+                                                             ProviderContext& context) {
   const std::string where = "provider " + config.name + " (smtp): ";
   static const std::set<std::string, std::less<>> kAllowed = {"url",      "from",     "starttls",
                                                               "username", "password", "ca_file"};

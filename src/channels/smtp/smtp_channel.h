@@ -25,7 +25,8 @@
 
 namespace otpd {
 
-otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config, ProviderContext& context);
+otp::Result<std::unique_ptr<ChannelProvider>> NewSmtpChannel(const ProviderConfig& config,
+                                                             ProviderContext& context);
 
 // --- exposed for tests ----------------------------------------------------------
 

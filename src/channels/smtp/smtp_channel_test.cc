@@ -262,7 +262,8 @@ TEST(SmtpSend, RefusesInjectionWithoutConnecting) {
   TestEnv env;
   // Port 9 on loopback: nothing listens; an attempt to connect would give Unavailable.
   auto p = NewSmtpChannel(
-      Config({{"url", "smtp://127.0.0.1:9"}, {"from", "Verify <no-reply@example.com>"}}), env.context);
+      Config({{"url", "smtp://127.0.0.1:9"}, {"from", "Verify <no-reply@example.com>"}}),
+      env.context);
   ASSERT_TRUE(p.ok());
   OutboundMessage m;
   m.channel = "email";

@@ -256,12 +256,37 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     jobs_.erase(o.job.id);
     auto d = deliveries_.find(o.job.delivery_id);
+    std::int64_t final_id = o.job.delivery_id;
     if (d != deliveries_.end()) {
-      d->second.provider = o.provider;
-      d->second.status = o.delivery_status;
-      d->second.provider_message_id = o.provider_message_id;
-      d->second.error = o.error;
-      d->second.updated_at = o.at;
+      const Delivery queued = d->second;
+      const std::string owner = delivery_owner_[d->first];
+      auto record = [&](Delivery& row, const std::string& provider, const std::string& status,
+                        const std::string& message_id, const std::string& error, TimePoint at) {
+        row.provider = provider;
+        row.status = status;
+        row.provider_message_id = message_id;
+        row.error = error;
+        row.updated_at = at;
+      };
+      for (std::size_t i = 0; i < o.failed_first.size(); ++i) {
+        const FailedAttempt& f = o.failed_first[i];
+        if (i == 0) {
+          record(d->second, f.provider, kDeliveryFailed, "", f.error, f.at);
+        } else {
+          Delivery row = queued;
+          row.created_at = f.at;
+          record(row, f.provider, kDeliveryFailed, "", f.error, f.at);
+          AddDelivery(owner, row);
+        }
+      }
+      if (o.failed_first.empty()) {
+        record(d->second, o.provider, o.delivery_status, o.provider_message_id, o.error, o.at);
+      } else {
+        Delivery row = queued;
+        row.created_at = o.at;
+        record(row, o.provider, o.delivery_status, o.provider_message_id, o.error, o.at);
+        final_id = AddDelivery(owner, row);
+      }
     }
     auto vit = verifications_.find(o.job.verification_id);
     if (vit == verifications_.end()) return Status::Ok();
@@ -282,7 +307,43 @@ class MemoryStore final : public Store {
       v.updated_at = o.at;
       LeavePending(v, o.at);
     }
+    // A report that arrived before the send was recorded.
+    if (o.delivery_status == kDeliverySent && !o.provider_message_id.empty()) {
+      auto early = early_reports_.find({o.provider, o.provider_message_id});
+      if (early != early_reports_.end()) {
+        const auto [report, at] = early->second;
+        early_reports_.erase(early);
+        ApplyReport(final_id, report, std::max(at, o.at));
+      }
+    }
     return Status::Ok();
+  }
+
+  Result<std::int64_t> CountJobs() override {
+    std::lock_guard lock(mu_);
+    return static_cast<std::int64_t>(jobs_.size());
+  }
+
+  Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
+      const std::vector<DeliveryReport>& reports, TimePoint now) override {
+    std::lock_guard lock(mu_);
+    std::vector<ReportOutcome> out;
+    for (const DeliveryReport& r : reports) {
+      std::int64_t id = 0;
+      for (const auto& [did, d] : deliveries_) {
+        if (d.provider == r.provider && d.provider_message_id == r.provider_message_id &&
+            !r.provider_message_id.empty()) {
+          id = did;
+        }
+      }
+      if (id == 0) {
+        early_reports_.try_emplace({r.provider, r.provider_message_id}, r, now);
+        out.emplace_back();
+        continue;
+      }
+      out.push_back(ApplyReport(id, r, now));
+    }
+    return out;
   }
 
  private:
@@ -319,6 +380,44 @@ class MemoryStore final : public Store {
     t.applied = false;
     t.refusal = Transition::Refusal::kNotPending;
     return t;
+  }
+
+  // The rules of Store::ApplyDeliveryReports for delivery `id`.
+  ReportOutcome ApplyReport(std::int64_t id, const DeliveryReport& r, TimePoint now) {
+    ReportOutcome out;
+    out.matched = true;
+    Delivery& d = deliveries_.at(id);
+    out.verification_id = delivery_owner_.at(id);
+    out.channel = d.channel;
+    out.sent_at = d.updated_at;
+    if (d.status != kDeliverySent) return out;
+    d.status = r.status;
+    d.updated_at = now;
+    out.applied = true;
+    if (r.status == kDeliveryDelivered) return out;
+    Verification& v = verifications_.at(out.verification_id);
+    if (v.status != kPending) return out;
+    bool moved = false;
+    for (auto& [jid, sj] : jobs_) {
+      if (sj.job.verification_id == v.id && sj.job.advance && sj.job.step == d.step + 1 &&
+          sj.job.due_at > now) {
+        sj.job.due_at = now;
+        moved = true;
+      }
+    }
+    out.next_step_fired = moved;
+    const bool last = static_cast<std::size_t>(d.step) + 1 >= v.workflow.size();
+    if (last && std::none_of(deliveries_.begin(), deliveries_.end(), [&](const auto& kv) {
+          return delivery_owner_.at(kv.first) == v.id &&
+                 (kv.second.status == kDeliverySent || kv.second.status == kDeliveryDelivered ||
+                  kv.second.status == kDeliveryQueued);
+        })) {
+      v.status = kUndeliverable;
+      v.updated_at = now;
+      LeavePending(v, now);
+      out.undeliverable = true;
+    }
+    return out;
   }
 
   void LeavePending(Verification& v, TimePoint now) {
@@ -362,6 +461,8 @@ class MemoryStore final : public Store {
   std::map<std::int64_t, Delivery> deliveries_;
   std::map<std::int64_t, std::string> delivery_owner_;
   std::map<std::int64_t, StoredJob> jobs_;
+  std::map<std::pair<std::string, std::string>, std::pair<DeliveryReport, TimePoint>>
+      early_reports_;
   std::int64_t next_id_ = 0;
 };
 

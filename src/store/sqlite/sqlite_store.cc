@@ -98,6 +98,20 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (app_id, key)
 );
 )sql",
+    // 2: delivery reports matched by provider message id; reports that beat the
+    // send's record wait in early_delivery_reports.
+    R"sql(
+CREATE INDEX deliveries_by_provider_message ON deliveries(provider, provider_message_id)
+  WHERE provider_message_id <> '';
+CREATE TABLE early_delivery_reports (
+  provider TEXT NOT NULL,
+  provider_message_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (provider, provider_message_id)
+);
+)sql",
 };
 
 constexpr const char* kVerificationColumns =
@@ -491,12 +505,33 @@ class SqliteStore final : public Store {
   Status FinishJob(const JobOutcome& o) override {
     return Write([&](Db& db) -> Status {
       db.Prepare("DELETE FROM jobs WHERE id = ?").Bind(1, o.job.id).Exec();
-      db.Prepare(
-            "UPDATE deliveries SET provider = ?, status = ?, provider_message_id = ?, error = ?, "
-            "updated_at = ? WHERE id = ?")
-          .BindAll(o.provider, o.delivery_status, o.provider_message_id, o.error, Ms(o.at),
-                   o.job.delivery_id)
-          .Exec();
+      auto record = [&](std::int64_t id, const std::string& provider, const std::string& status,
+                        const std::string& message_id, const std::string& error, TimePoint at) {
+        db.Prepare(
+              "UPDATE deliveries SET provider = ?, status = ?, provider_message_id = ?, "
+              "error = ?, updated_at = ? WHERE id = ?")
+            .BindAll(provider, status, message_id, error, Ms(at), id)
+            .Exec();
+      };
+      // Later providers of the step get deliveries of their own, copied from the queued one.
+      auto copy = [&](TimePoint at) {
+        db.Prepare(
+              "INSERT INTO deliveries (verification_id, step, channel, recipient, provider, "
+              "status, provider_message_id, error, created_at, updated_at) "
+              "SELECT verification_id, step, channel, recipient, '', 'queued', '', '', ?1, ?1 "
+              "FROM deliveries WHERE id = ?2")
+            .BindAll(Ms(at), o.job.delivery_id)
+            .Exec();
+        return db.LastInsertId();
+      };
+      std::int64_t final_id = o.job.delivery_id;
+      for (std::size_t i = 0; i < o.failed_first.size(); ++i) {
+        const FailedAttempt& f = o.failed_first[i];
+        record(i == 0 ? o.job.delivery_id : copy(f.at), f.provider, kDeliveryFailed, "", f.error,
+               f.at);
+      }
+      if (!o.failed_first.empty()) final_id = copy(o.at);
+      record(final_id, o.provider, o.delivery_status, o.provider_message_id, o.error, o.at);
       if (o.delivery_status != kDeliveryCanceled) {
         // The verification's channel is that of the latest step fired.
         db.Prepare(
@@ -528,8 +563,62 @@ class SqliteStore final : public Store {
                           .Exec();
         if (n == 1) LeavePending(db, o.job.verification_id, o.at);
       }
+      if (o.delivery_status == kDeliverySent && !o.provider_message_id.empty()) {
+        // A report that arrived before this send was recorded.
+        Stmt early = db.Prepare(
+            "DELETE FROM early_delivery_reports WHERE provider = ? AND provider_message_id = ? "
+            "RETURNING status, detail, received_at");
+        early.BindAll(o.provider, o.provider_message_id);
+        if (early.Step()) {
+          DeliveryReport r{o.provider, o.provider_message_id, early.Text(0), early.Text(1)};
+          const TimePoint at = std::max(At(early.Int(2)), o.at);
+          while (early.Step()) {
+          }
+          ApplyReport(db, final_id, r, at);
+        }
+      }
       return Status::Ok();
     });
+  }
+
+  Result<std::int64_t> CountJobs() override {
+    return Read<std::int64_t>([](Db& db) -> Result<std::int64_t> {
+      Stmt s = db.Prepare("SELECT COUNT(*) FROM jobs");
+      s.Step();
+      return s.Int(0);
+    });
+  }
+
+  Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
+      const std::vector<DeliveryReport>& reports, TimePoint now) override {
+    return WriteResult<std::vector<ReportOutcome>>(
+        [&](Db& db) -> Result<std::vector<ReportOutcome>> {
+          std::vector<ReportOutcome> out;
+          for (const DeliveryReport& r : reports) {
+            Stmt find = db.Prepare(
+                "SELECT id FROM deliveries WHERE provider = ? AND provider_message_id = ? "
+                "AND provider_message_id <> '' ORDER BY id DESC LIMIT 1");
+            find.BindAll(r.provider, r.provider_message_id);
+            if (!find.Step()) {
+              db.Prepare(
+                    "INSERT OR IGNORE INTO early_delivery_reports (provider, provider_message_id, "
+                    "status, detail, received_at) VALUES (?, ?, ?, ?, ?)")
+                  .BindAll(r.provider, r.provider_message_id, r.status, r.detail, Ms(now))
+                  .Exec();
+              out.emplace_back();
+              continue;
+            }
+            const std::int64_t id = find.Int(0);
+            while (find.Step()) {
+            }
+            out.push_back(ApplyReport(db, id, r, now));
+          }
+          // Reports nobody claimed within a day are not coming for anyone.
+          db.Prepare("DELETE FROM early_delivery_reports WHERE received_at < ?")
+              .Bind(1, Ms(now - std::chrono::hours(24)))
+              .Exec();
+          return out;
+        });
   }
 
  private:
@@ -572,6 +661,53 @@ class SqliteStore final : public Store {
           "VALUES (?, ?, ?, ?, ?)")
         .BindAll(j.verification_id, j.delivery_id, j.step, j.advance, Ms(j.due_at))
         .Exec();
+  }
+
+  // The rules of Store::ApplyDeliveryReports for delivery `id`.
+  static ReportOutcome ApplyReport(Db& db, std::int64_t id, const DeliveryReport& r,
+                                   TimePoint now) {
+    ReportOutcome out;
+    out.matched = true;
+    Stmt d = db.Prepare(
+        "SELECT d.verification_id, d.channel, d.updated_at, d.step, v.status, "
+        "json_array_length(v.workflow) "
+        "FROM deliveries d JOIN verifications v ON v.id = d.verification_id WHERE d.id = ?");
+    d.Bind(1, id);
+    if (!d.Step()) return out;
+    out.verification_id = d.Text(0);
+    out.channel = d.Text(1);
+    out.sent_at = At(d.Int(2));
+    const std::int64_t step = d.Int(3);
+    const bool pending = d.Text(4) == kPending;
+    const bool last = step + 1 >= d.Int(5);
+    while (d.Step()) {
+    }
+    out.applied = db.Prepare(
+                        "UPDATE deliveries SET status = ?, updated_at = ? "
+                        "WHERE id = ? AND status = 'sent'")
+                      .BindAll(r.status, Ms(now), id)
+                      .Exec() == 1;
+    if (!out.applied || r.status == kDeliveryDelivered || !pending) return out;
+    out.next_step_fired =
+        db.Prepare(
+              "UPDATE jobs SET due_at = ?1 WHERE verification_id = ?2 AND step = ?3 "
+              "AND advance = 1 AND due_at > ?1")
+            .BindAll(Ms(now), out.verification_id, step + 1)
+            .Exec() > 0;
+    if (last) {
+      const int n = db.Prepare(
+                          "UPDATE verifications SET status = 'undeliverable', updated_at = ?1 "
+                          "WHERE id = ?2 AND status = 'pending' AND NOT EXISTS ("
+                          "  SELECT 1 FROM deliveries WHERE verification_id = ?2 "
+                          "  AND status IN ('sent', 'delivered', 'queued'))")
+                        .BindAll(Ms(now), out.verification_id)
+                        .Exec();
+      if (n == 1) {
+        LeavePending(db, out.verification_id, now);
+        out.undeliverable = true;
+      }
+    }
+    return out;
   }
 
   // A verification has just left pending: nothing more is sent and the sealed
