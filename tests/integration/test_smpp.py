@@ -228,7 +228,7 @@ class SmppTestCase(unittest.TestCase):
 
 class SmppDeliveryTest(SmppTestCase):
 
-    def test_sms_delivered_with_delivrd_receipt(self):
+    def test_sms_submitted_and_its_receipt_acknowledged(self):
         peer = self.smsc()
         server, key = self.otpd(smpp_provider("smsc", peer.port))
         phone = h.next_phone()
@@ -242,9 +242,7 @@ class SmppDeliveryTest(SmppTestCase):
         self.assertEqual(s["registered_delivery"], 1)
         self.assertEqual((s["from"], s["source_ton"], s["dest_ton"]), ("VERIFY", 5, 1))
         self.assertEqual(s["system_id"], "otpd")
-        # The receipt (DELIVRD) moves the delivery from sent to delivered.
-        v = self.wait_deliveries(server, key, v["id"], ["delivered"])
-        self.assertEqual(v["deliveries"][0]["provider"], "smsc", v)
+        v = self.wait_taken_by(server, key, v["id"], "smsc")
         wait_until("the deliver_sm_resp", lambda: peer.state()["receipt_resps"] >= 1)
         self.approve(server, key, v["id"], code)
         self.assertEqual(len(peer.submits()), 1)
@@ -266,6 +264,7 @@ class SmppDeliveryTest(SmppTestCase):
         self.assertEqual(bytes.fromhex(s["hex"]), want.encode("utf-16-be"))
         self.assertEqual(s["via"], "short_message" if len(want) <= 70 else "message_payload")
         self.approve(server, key, v["id"], code)
+        self.assertEqual(server.stop(), 0)  # SIGTERM with a live bind still exits cleanly
         self._clean = True
 
     def test_gsm7_extension_characters_and_long_text(self):
@@ -338,32 +337,6 @@ class SmppFailoverTest(SmppTestCase):
         self.assert_no_secrets(server, [code])
         self._clean = True
 
-    def test_undeliv_receipt_fires_the_next_step_at_once(self):
-        peer = self.smsc({"receipt": "UNDELIV"})
-        mail = self.mail()
-        server, key = self.otpd(smpp_provider("smsc", peer.port) + smtp_provider(mail.port))
-        phone = h.next_phone()
-        v = self.start(server, key, {"to": phone, "workflow": [
-            {"channel": "sms", "timeout_s": 60}, {"channel": "email", "to": "undeliv@example.com"}]})
-        s = peer.wait_submit(phone)
-        msgs = mail.wait_messages(1, timeout=8)  # long before the 60 s timeout
-        self.assertEqual(code_in(msgs[0]["text"]), code_in(s["text"]))
-        v = self.wait_deliveries(server, key, v["id"], ["undelivered", "sent"])
-        self.approve(server, key, v["id"], code_in(s["text"]))
-        self._clean = True
-
-    def test_receipt_tlvs_drive_failover_too(self):
-        peer = self.smsc({"receipt": "REJECTD", "receipt_tlvs": True})
-        mail = self.mail()
-        server, key = self.otpd(smpp_provider("smsc", peer.port) + smtp_provider(mail.port))
-        phone = h.next_phone()
-        v = self.start(server, key, {"to": phone, "workflow": [
-            {"channel": "sms", "timeout_s": 60}, {"channel": "email", "to": "tlv@example.com"}]})
-        peer.wait_submit(phone)
-        mail.wait_messages(1, timeout=8)
-        self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
-        self._clean = True
-
     def test_timeout_fires_the_next_step_with_the_same_code(self):
         peer = self.smsc({"receipt": "none"})
         mail = self.mail()
@@ -398,6 +371,49 @@ class SmppFailoverTest(SmppTestCase):
         v = server.get(key, v["id"]).json
         self.assertEqual(v["status"], "approved", v)
         self.assertNotIn("sent", [d["status"] for d in v["deliveries"][1:]], v)
+        self._clean = True
+
+
+class SmppReportTest(SmppTestCase):
+    """Receipts reaching the store: the delivery's status and failover on
+    undelivered/failed (SPEC §4.1). These need the dispatcher's report sink
+    (ProviderSet::SetReportSink) to update deliveries; ctest integration.smpp_reports."""
+
+    def test_delivrd_receipt_marks_the_delivery_delivered(self):
+        peer = self.smsc()
+        server, key = self.otpd(smpp_provider("smsc", peer.port))
+        phone = h.next_phone()
+        v = self.start(server, key, {"to": phone, "channel": "sms"})
+        s = peer.wait_submit(phone)
+        v = self.wait_deliveries(server, key, v["id"], ["delivered"])
+        self.assertEqual(v["deliveries"][0]["provider"], "smsc", v)
+        self.approve(server, key, v["id"], code_in(s["text"]))
+        self._clean = True
+
+    def test_undeliv_receipt_fires_the_next_step_at_once(self):
+        peer = self.smsc({"receipt": "UNDELIV"})
+        mail = self.mail()
+        server, key = self.otpd(smpp_provider("smsc", peer.port) + smtp_provider(mail.port))
+        phone = h.next_phone()
+        v = self.start(server, key, {"to": phone, "workflow": [
+            {"channel": "sms", "timeout_s": 60}, {"channel": "email", "to": "undeliv@example.com"}]})
+        s = peer.wait_submit(phone)
+        msgs = mail.wait_messages(1, timeout=8)  # long before the 60 s timeout
+        self.assertEqual(code_in(msgs[0]["text"]), code_in(s["text"]))
+        v = self.wait_deliveries(server, key, v["id"], ["undelivered", "sent"])
+        self.approve(server, key, v["id"], code_in(s["text"]))
+        self._clean = True
+
+    def test_receipt_tlvs_drive_failover_too(self):
+        peer = self.smsc({"receipt": "REJECTD", "receipt_tlvs": True})
+        mail = self.mail()
+        server, key = self.otpd(smpp_provider("smsc", peer.port) + smtp_provider(mail.port))
+        phone = h.next_phone()
+        v = self.start(server, key, {"to": phone, "workflow": [
+            {"channel": "sms", "timeout_s": 60}, {"channel": "email", "to": "tlv@example.com"}]})
+        peer.wait_submit(phone)
+        mail.wait_messages(1, timeout=8)
+        self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
         self._clean = True
 
 

@@ -192,6 +192,10 @@ class SmppChannel final : public ChannelProvider {
   }
 
   otp::Result<SendReceipt> Send(const OutboundMessage& message) override {
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      // A report sink sending inline from OnReport would wait on itself.
+      return otp::Internal(Where() + "Send called on the provider's own I/O thread");
+    }
     auto pdu = BuildSubmitSm(s_, message);
     if (!pdu.ok()) return otp::InvalidArgument(Where() + pdu.error().message());
     {

@@ -29,7 +29,8 @@
 // blocking until its submit_sm is answered. A message that fits one segment
 // goes in short_message, a longer one in the message_payload TLV (the SMSC
 // splits it). Delivery receipts (deliver_sm) go to ProviderContext::reports
-// from the I/O thread, before the deliver_sm_resp is written.
+// from the I/O thread, before the deliver_sm_resp is written: the sink must not
+// block for long, and must not call Send itself (that fails with Internal).
 #pragma once
 
 #include <chrono>

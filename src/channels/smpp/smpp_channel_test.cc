@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -435,6 +436,31 @@ TEST_F(SmppChannelTest, RefusedBindIsReportedWithoutThePassword) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("ESME_RINVPASWD"), std::string::npos) << r.status().message();
   EXPECT_EQ(r.status().message().find(kPassword), std::string::npos);
+}
+
+TEST(SmppChannelInline, ASinkThatSendsFromOnReportGetsAnErrorNotADeadlock) {
+  FakeSmsc smsc;
+  struct InlineSink : DeliveryReportSink {
+    ChannelProvider* provider = nullptr;
+    std::promise<otp::StatusCode> result;
+    void OnReport(const DeliveryReport&) override {
+      result.set_value(provider->Send(Sms()).status().code());
+    }
+  } sink;
+  ProviderContext context{otp::SystemClock(), sink};
+  auto p = NewSmppChannel(Config(smsc.port()), context);
+  ASSERT_TRUE(p.ok());
+  sink.provider = p->get();
+  ASSERT_TRUE((*p)->Send(Sms()).ok());
+  Pdu receipt;
+  receipt.command_id = smpp::kDeliverSm;
+  receipt.sequence_number = 1;
+  receipt.esm_class = smpp::kEsmClassDeliveryReceipt;
+  receipt.short_message = "id:id-0 stat:DELIVRD";
+  smsc.Send(receipt);
+  auto code = sink.result.get_future();
+  ASSERT_EQ(code.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(code.get(), otp::StatusCode::kInternal);
 }
 
 // --- settings and the submit_sm --------------------------------------------------

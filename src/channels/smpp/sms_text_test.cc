@@ -4,14 +4,10 @@
 
 #include <string>
 
+#include "channels/smpp/test_bytes.h"
+
 namespace otpd::smpp {
 namespace {
-
-std::string Bytes(std::initializer_list<int> b) {
-  std::string s;
-  for (int v : b) s.push_back(static_cast<char>(v));
-  return s;
-}
 
 TEST(SmsText, AsciiTextIsGsm7OneSeptetPerOctet) {
   auto t = EncodeSmsText("Your code is 123456.");
