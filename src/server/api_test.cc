@@ -362,3 +362,28 @@ TEST_F(ApiTest, DeliveryReportEndpoint) {
 
 }  // namespace
 }  // namespace otpd
+
+namespace otpd {
+namespace {
+
+TEST_F(ApiTest, RevokedKeysStopWorkingWithinTheCacheTtl) {
+  auto app = apps_.Create("c", AppSettings{});
+  ASSERT_TRUE(app.ok());
+  const std::string path = "/v1/verifications/ver_000000000000000000000000";
+  ExpectProblem(Call("GET", path, "", app->api_key), 404, "not_found");  // known key: cached
+  // Revoked behind this process's back (otpctl writes the store directly).
+  ASSERT_TRUE(store_->RevokeKey(app->key_id, clock_.Now()).ok());
+  ExpectProblem(Call("GET", path, "", app->api_key), 404, "not_found");  // still cached
+  clock_.Advance(AppService::kKeyCacheTtl);
+  ExpectProblem(Call("GET", path, "", app->api_key), 401, "unauthorized");
+
+  // Revoked through the AppService of this process: at once.
+  auto key = apps_.CreateKey(app->app.id);
+  ASSERT_TRUE(key.ok());
+  ExpectProblem(Call("GET", path, "", key->api_key), 404, "not_found");
+  ASSERT_TRUE(apps_.RevokeKey(key->key_id).ok());
+  ExpectProblem(Call("GET", path, "", key->api_key), 401, "unauthorized");
+}
+
+}  // namespace
+}  // namespace otpd

@@ -119,12 +119,34 @@ Result<NewKey> AppService::CreateKey(const std::string& app_id) {
 }
 
 Status AppService::RevokeKey(const std::string& key_id) {
-  return store_.RevokeKey(key_id, clock_.Now());
+  Status s = store_.RevokeKey(key_id, clock_.Now());
+  std::lock_guard lock(cache_mu_);
+  by_key_hash_.clear();  // the cache is keyed by hash, not id: forget every key
+  return s;
 }
 
 Result<App> AppService::Authenticate(std::string_view api_key) {
   if (api_key.empty() || api_key.size() > 128) return otp::NotFound("unknown key");
-  return store_.AppForKeyHash(HashApiKey(api_key));
+  const std::string hash = HashApiKey(api_key);
+  const otp::TimePoint now = clock_.Now();
+  {
+    std::lock_guard lock(cache_mu_);
+    auto it = by_key_hash_.find(hash);
+    if (it != by_key_hash_.end() && now - it->second.fetched_at < kKeyCacheTtl &&
+        now >= it->second.fetched_at) {
+      return it->second.app;
+    }
+  }
+  auto app = store_.AppForKeyHash(hash);
+  std::lock_guard lock(cache_mu_);
+  if (app.ok()) {
+    constexpr std::size_t kMaxCached = 10000;  // keys in use at once; beyond, start over
+    if (by_key_hash_.size() >= kMaxCached) by_key_hash_.clear();
+    by_key_hash_[hash] = CachedApp{*app, now};
+  } else {
+    by_key_hash_.erase(hash);
+  }
+  return app;
 }
 
 }  // namespace otpd

@@ -4,7 +4,10 @@
 // Thread-safe.
 #pragma once
 
+#include <chrono>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "otp/clock.h"
 #include "otp/random.h"
@@ -33,13 +36,25 @@ class AppService {
   Result<NewApp> Create(const std::string& name, const AppSettings& settings);
   Result<NewKey> CreateKey(const std::string& app_id);
   Status RevokeKey(const std::string& key_id);
-  // The app of a bearer key; NotFound for an unknown or revoked key.
+  // The app of a bearer key; NotFound for an unknown or revoked key. Known
+  // keys are remembered for kKeyCacheTtl, so that the hot path does not read
+  // the store on every request: a key revoked by otpctl (another process) or
+  // an app changed by it is seen within that time; RevokeKey here at once.
   Result<App> Authenticate(std::string_view api_key);
 
+  static constexpr std::chrono::seconds kKeyCacheTtl{1};
+
  private:
+  struct CachedApp {
+    App app;
+    otp::TimePoint fetched_at;
+  };
+
   Store& store_;
   otp::Clock& clock_;
   otp::Random& random_;
+  std::mutex cache_mu_;
+  std::unordered_map<std::string, CachedApp> by_key_hash_;
 };
 
 // 1..64 bytes of UTF-8 text without control characters.

@@ -496,6 +496,11 @@ class VerificationApiTest(OtpdTestCase):
         v = self.start_ok(extra["api_key"], {"to": h.next_phone()})
         self.assertEqual(self.server.get(self.key, v["id"]).status, 200)
         self.server.otpctl("key", "revoke", extra["key_id"])
+        # otpd remembers known keys for 1 s (README): the revocation holds within that.
+        deadline = time.monotonic() + 3
+        while self.server.get(extra["api_key"], v["id"]).status != 401:
+            self.assertLess(time.monotonic(), deadline, "revoked key still accepted after 3 s")
+            time.sleep(0.1)
         self.assertProblem(self.server.get(extra["api_key"], v["id"]), 401, "unauthorized")
         self.assertProblem(self.server.start_verification(extra["api_key"], {"to": h.next_phone()}),
                            401, "unauthorized")

@@ -46,14 +46,14 @@ Db::~Db() {
   sqlite3_close(db_);
 }
 
-Stmt Db::Prepare(const std::string& sql) {
-  auto it = cache_.find(sql);
+Stmt Db::Prepare(std::string_view sql) {
+  auto it = cache_.find(sql);  // no std::string built on the hot path
   if (it == cache_.end()) {
     sqlite3_stmt* s = nullptr;
-    const int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
+    const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                                       SQLITE_PREPARE_PERSISTENT, &s, nullptr);
     if (rc != SQLITE_OK) Throw(db_, rc, "prepare");
-    it = cache_.emplace(sql, s).first;
+    it = cache_.emplace(std::string(sql), s).first;
   }
   return Stmt(it->second);
 }

@@ -89,12 +89,12 @@ class Db {
   Db& operator=(const Db&) = delete;
 
   // A cached prepared statement for `sql`; reset when the Stmt goes away.
-  Stmt Prepare(const std::string& sql);
+  Stmt Prepare(std::string_view sql);
   // Runs one or more statements without results (parsed every time).
   void Exec(const std::string& sql);
   // Runs one statement without results through the statement cache (for the
   // BEGIN/SAVEPOINT/COMMIT that every transaction repeats).
-  void Run(const std::string& sql) { Prepare(sql).Exec(); }
+  void Run(std::string_view sql) { Prepare(sql).Exec(); }
   std::int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
   sqlite3* raw() { return db_; }
 
