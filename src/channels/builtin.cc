@@ -1,3 +1,4 @@
+#include "channels/http/http_channel.h"
 #include "channels/log/log_channel.h"
 #include "channels/smtp/smtp_channel.h"
 #include "service/channel.h"
@@ -7,6 +8,7 @@ namespace otpd {
 void RegisterBuiltinChannels(ChannelRegistry& registry) {
   registry.Register("log", NewLogChannel);
   registry.Register("smtp", NewSmtpChannel);
+  registry.Register("http", NewHttpChannel);
 }
 
 }  // namespace otpd
