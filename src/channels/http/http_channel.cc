@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "otp/crypto.h"
+#include "otp/percent.h"
 #include "service/log_text.h"
 #include "service/messages.h"
 #include "store/model.h"
@@ -47,27 +48,6 @@ std::string Lower(std::string_view s) {
 bool HasControl(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
-// RFC 3986 percent-encoding of everything but unreserved characters (libcurl's).
-std::string UrlEscape(std::string_view value) {
-  char* escaped = curl_easy_escape(nullptr, value.data(), static_cast<int>(value.size()));
-  if (escaped == nullptr) throw std::bad_alloc();
-  std::string out(escaped);
-  curl_free(escaped);
-  return out;
-}
-
-// application/x-www-form-urlencoded decoding ('+' is a space).
-std::string FormUnescape(std::string_view value) {
-  std::string plus(value);
-  std::replace(plus.begin(), plus.end(), '+', ' ');
-  int length = 0;
-  char* raw = curl_easy_unescape(nullptr, plus.data(), static_cast<int>(plus.size()), &length);
-  if (raw == nullptr) throw std::bad_alloc();
-  std::string out(raw, static_cast<std::size_t>(length));
-  curl_free(raw);
-  return out;
 }
 
 // A TOML value as the config layer hands it over (tables and arrays as TOML text).
@@ -176,20 +156,13 @@ otp::Result<json> ParseJsonBounded(std::string_view body) {
 }
 
 // A form body as a JSON object of strings, so that the same pointers apply.
-otp::Result<json> ParseForm(std::string_view body) {
+otp::Result<json> FormAsJson(std::string_view body) {
+  auto pairs = otp::ParseForm(body);
+  if (!pairs.ok()) return otp::InvalidArgument("report is not a valid form");
   json doc = json::object();
-  std::size_t pos = 0;
-  while (pos <= body.size()) {
-    std::size_t end = body.find('&', pos);
-    if (end == std::string_view::npos) end = body.size();
-    const std::string_view pair = body.substr(pos, end - pos);
-    if (!pair.empty()) {
-      const std::size_t eq = pair.find('=');
-      const std::string name = FormUnescape(pair.substr(0, eq));
-      if (name.empty()) return otp::InvalidArgument("report form has a field without a name");
-      doc[name] = eq == std::string_view::npos ? "" : FormUnescape(pair.substr(eq + 1));
-    }
-    pos = end + 1;
+  for (auto& [name, value] : *pairs) {
+    if (name.empty()) return otp::InvalidArgument("report form has a field without a name");
+    doc[name] = std::move(value);
   }
   return doc;
 }
@@ -320,7 +293,7 @@ class HttpChannel final : public ChannelProvider {
             std::string_view(reinterpret_cast<const char*>(want.data()), want.size()))) {
       return otp::PermissionDenied(Where() + "wrong delivery report token");
     }
-    auto doc = s_.dlr_form ? ParseForm(body) : ParseJsonBounded(body);
+    auto doc = s_.dlr_form ? FormAsJson(body) : ParseJsonBounded(body);
     if (!doc.ok()) return otp::InvalidArgument(Where() + doc.status().message());
     std::vector<const json*> elements;
     CollectReports(*doc, s_.dlr_list, 0, elements);
@@ -416,7 +389,7 @@ std::string EscapeValue(std::string_view value, Escaping escaping) {
     }
     case Escaping::kForm: {
       std::string out;
-      const std::string escaped = UrlEscape(value);
+      const std::string escaped = otp::PercentEncode(value);
       for (std::size_t i = 0; i < escaped.size(); ++i) {
         if (escaped.compare(i, 3, "%20") == 0) {
           out += '+';
@@ -428,7 +401,7 @@ std::string EscapeValue(std::string_view value, Escaping escaping) {
       return out;
     }
     case Escaping::kUrl:
-      return UrlEscape(value);
+      return otp::PercentEncode(value);
     case Escaping::kXml:
       return HtmlEscape(value);
   }

@@ -324,8 +324,10 @@ TEST_F(HttpChannelTest, FormReports) {
   ASSERT_EQ(r->size(), 1u);
   EXPECT_EQ((*r)[0].provider_message_id, "SM/a b");
   EXPECT_EQ((*r)[0].status, kDeliveryUndelivered);
-  r = (*p)->ParseHttpReport(kToken, "=x");
-  EXPECT_EQ(r.status().code(), otp::StatusCode::kInvalidArgument);
+  for (std::string_view bad : {"=x", "MessageSid=%zz&MessageStatus=failed"}) {
+    r = (*p)->ParseHttpReport(kToken, bad);
+    EXPECT_EQ(r.status().code(), otp::StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST_F(HttpChannelTest, MalformedReportsAreInvalidArgument) {
