@@ -251,17 +251,19 @@ class HttpChannel final : public ChannelProvider {
     }
     add_header("Expect:");  // no 100-continue round trip
 
-    Attempt a;
-    for (int attempt = 0;; ++attempt) {
+    // Again only while the request surely never reached the server.
+    Attempt a = Perform(url, headers.get(), has_body ? &body : nullptr);
+    int attempts = 1;
+    while (a.rc != CURLE_OK && NeverReachedServer(a) && attempts <= s_.connect_retries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100 << (attempts - 1)));
       a = Perform(url, headers.get(), has_body ? &body : nullptr);
-      if (a.rc == CURLE_OK || !NeverReachedServer(a) || attempt >= s_.connect_retries) {
-        if (a.rc == CURLE_OK) break;
-        return otp::Unavailable(
-            Where() + curl_easy_strerror(a.rc) + " (" + std::to_string(attempt + 1) +
-            (attempt == 0 ? " attempt" : " attempts") +
-            (NeverReachedServer(a) ? ")" : "; the request may have been received, not retried)"));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100 << attempt));
+      ++attempts;
+    }
+    if (a.rc != CURLE_OK) {
+      return otp::Unavailable(
+          Where() + curl_easy_strerror(a.rc) + " (" + std::to_string(attempts) +
+          (attempts == 1 ? " attempt" : " attempts") +
+          (NeverReachedServer(a) ? ")" : "; the request may have been received, not retried)"));
     }
     if (a.status < 200 || a.status > 299) {
       return otp::Unavailable(Where() + "HTTP " + std::to_string(a.status));
