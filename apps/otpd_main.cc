@@ -114,6 +114,10 @@ int main(int argc, char** argv) {
   http.io_threads = config->threads;
   http.max_body_bytes = config->max_body_bytes;
   http.run_inline = [](const otpd::HttpRequest& r) { return r.path == "/healthz"; };
+  http.async_accepts = [&api](const otpd::HttpRequest& r) { return api.AcceptsAsync(r); };
+  http.async_handler = [&api](const otpd::HttpRequest& r, otpd::HttpResume resume) {
+    api.HandleAsync(r, std::move(resume));
+  };
   std::unique_ptr<otpd::HttpServer> server;
   try {
     server = std::make_unique<otpd::HttpServer>(

@@ -156,6 +156,37 @@ auto AsyncRunOnPool(asio::thread_pool& pool, Fn fn, Token&& token) {
       token, std::move(fn));
 }
 
+// Runs `handler`, which answers through an HttpResume from any thread; the
+// finishing function then runs, and the operation completes, on the completion
+// handler's associated executor (the connection's strand).
+template <typename Token>
+auto AsyncViaResume(const AsyncHttpHandler& handler, const HttpRequest& req, Token&& token) {
+  return asio::async_initiate<Token, void(HttpResponse)>(
+      [&handler, &req](auto completion) {
+        auto work = asio::prefer(asio::get_associated_executor(completion),
+                                 asio::execution::outstanding_work.tracked);
+        // HttpResume is copyable; the completion handler is move-only.
+        auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+        HttpResume resume = [shared, work](std::function<HttpResponse()> finish) {
+          asio::post(work, [shared, finish = std::move(finish)]() mutable {
+            HttpResponse res;
+            try {
+              res = finish();
+            } catch (...) {
+              res = InternalError();
+            }
+            std::move (*shared)(std::move(res));
+          });
+        };
+        try {
+          handler(req, resume);
+        } catch (...) {
+          resume([] { return InternalError(); });
+        }
+      },
+      token);
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -433,11 +464,16 @@ struct HttpServer::Impl {
       // GCC 12 mishandles non-trivial temporaries (e.g. lambdas with captures)
       // inside a co_await expression: keep the job in a named local.
       const bool run_inline = options.run_inline && options.run_inline(req);
-      HandlerJob job{this, std::move(req)};
+      const bool run_async = !run_inline && options.async_handler && options.async_accepts &&
+                             options.async_accepts(req);
       HttpResponse res;
-      if (run_inline) {
-        res = job();  // never blocks (e.g. /healthz): spare the two thread hand-offs
+      if (run_async) {
+        // Answered by a callback (e.g. after the store's commit): no worker waits.
+        res = co_await AsyncViaResume(options.async_handler, req, asio::use_awaitable);
+      } else if (run_inline) {
+        res = HandlerJob{this, std::move(req)}();  // never blocks (e.g. /healthz)
       } else {
+        HandlerJob job{this, std::move(req)};
         res = co_await AsyncRunOnPool(pool, std::move(job), asio::use_awaitable);
       }
 

@@ -44,6 +44,13 @@ struct HttpResponse {
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// For handlers that answer without holding a thread (they hand work to
+// another thread and are called back): call it exactly once, from any thread,
+// with a function that builds the response; that function runs on the
+// connection's I/O thread.
+using HttpResume = std::function<void(std::function<HttpResponse()> finish)>;
+using AsyncHttpHandler = std::function<void(const HttpRequest&, HttpResume resume)>;
+
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0 = pick a free port (see HttpServer::port())
@@ -57,6 +64,10 @@ struct HttpServerOptions {
   // Requests for which this returns true run on the I/O thread itself, not the
   // worker pool: only for answers that never block (health checks).
   std::function<bool(const HttpRequest&)> run_inline;
+  // Requests for which `async_accepts` returns true go to `async_handler` on
+  // the I/O thread, which must not block: it answers through its HttpResume.
+  std::function<bool(const HttpRequest&)> async_accepts;
+  AsyncHttpHandler async_handler;
 };
 
 class HttpServer {

@@ -123,6 +123,12 @@ class Client {
     return Read();
   }
 
+  Response Post(std::string_view target, std::string_view body) {
+    Send("POST " + std::string(target) + " HTTP/1.1\r\nHost: test\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + std::string(body));
+    return Read();
+  }
+
   // Reads until the server closes the connection (or `limit`); returns the
   // error that ended the read (eof on a clean close) and the bytes received.
   error_code ReadUntilClosed(std::string* received = nullptr,
@@ -464,6 +470,49 @@ TEST(HttpServerTest, InlineRequestsSkipABusyWorkerPool) {
   EXPECT_EQ(client.Get("/health").result_int(), 200);
   EXPECT_LT(Clock::now() - start, milliseconds(1000));
   slow.join();
+}
+
+TEST(HttpServerTest, AsyncRequestsAreAnsweredFromAnotherThreadWithoutAWorker) {
+  HttpServerOptions options = TestOptions();
+  options.handler_threads = 1;
+  options.async_accepts = [](const HttpRequest& r) { return r.path.rfind("/async", 0) == 0; };
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  options.async_handler = [&](const HttpRequest& r, HttpResume resume) {
+    if (r.path == "/async/throw") throw std::runtime_error("handler bug");
+    // Answer later, from a thread of our own (as the store's writer does).
+    std::lock_guard lock(mu);
+    threads.emplace_back([resume, body = r.body] {
+      std::this_thread::sleep_for(milliseconds(50));
+      resume([body] {
+        return HttpResponse{202, "text/plain", {{"X-Async", "yes"}}, "got " + body};
+      });
+    });
+  };
+  TestServer server(
+      [](const HttpRequest& r) {
+        if (r.path == "/slow") std::this_thread::sleep_for(milliseconds(1500));
+        return HttpResponse{200, "application/json", {}, "{}"};
+      },
+      options);
+  std::thread slow([&] {
+    Client client(server.port());
+    client.Get("/slow");
+  });
+  std::this_thread::sleep_for(milliseconds(200));  // the only worker is now busy
+  const auto start = Clock::now();
+  Client client(server.port());
+  auto res = client.Post("/async/x", "abc");
+  EXPECT_EQ(res.result_int(), 202);
+  EXPECT_EQ(res.body(), "got abc");
+  EXPECT_EQ(res["X-Async"], "yes");
+  EXPECT_LT(Clock::now() - start, milliseconds(1000));  // did not wait for the worker
+  // Keep-alive goes on after an async answer; a throwing handler is a bare 500.
+  EXPECT_EQ(client.Post("/async/throw", "").result_int(), 500);
+  EXPECT_EQ(client.Get("/other").result_int(), 200);
+  slow.join();
+  std::lock_guard lock(mu);
+  for (auto& t : threads) t.join();
 }
 
 TEST(HttpServerTest, HandlersRunConcurrently) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 #include <fstream>
+#include <future>
 #include <regex>
 #include <stdexcept>
 
@@ -281,6 +282,23 @@ ApiResult<StartRequest> ParseStart(const HttpRequest& req) {
   return out;
 }
 
+struct CheckRequest {
+  std::string to;  // by recipient only
+  std::string code;
+};
+
+ApiResult<CheckRequest> ParseCheck(const HttpRequest& req, bool by_recipient) {
+  auto body = ParseObject(req.body, false);
+  if (!body.ok()) return body.error();
+  Fields f(*body);
+  std::optional<std::string> to;
+  if (by_recipient) to = f.String("to", true, 254);
+  auto code = f.String("code", true, 64);
+  ApiError e = f.Finish();
+  if (!e.ok()) return e;
+  return CheckRequest{to.value_or(""), *code};
+}
+
 }  // namespace
 
 Api::Api(Store& store, AppService& apps, VerificationService& verifications, Metrics& metrics,
@@ -299,40 +317,104 @@ void Api::ServeDeliveryReports(ProviderSet& providers, Dispatcher& dispatcher) {
   dispatcher_ = &dispatcher;
 }
 
-HttpResponse Api::Handle(const HttpRequest& request) {
-  const auto started = std::chrono::steady_clock::now();
-  const std::vector<std::string> parts = Split(request.path);
-  const RouteInfo* route = nullptr;
-  bool path_known = false;
+namespace {
+
+struct Resolved {
+  const RouteInfo* route = nullptr;  // null: no route for this method and path
+  bool path_known = false;           // some route has this path (→ 405, not 404)
   std::vector<std::string> params;
+};
+
+Resolved Resolve(const HttpRequest& request) {
+  Resolved out;
+  const std::vector<std::string> parts = Split(request.path);
   for (std::size_t i = 0; i < kRoutes.size(); ++i) {
-    const RouteInfo& r = kRoutes[i];
     std::vector<std::string> p;
     if (!Match(RouteSegments()[i], parts, &p)) continue;
-    path_known = true;
-    if (request.method == r.method) {
-      route = &r;
-      params = std::move(p);
+    out.path_known = true;
+    if (request.method == kRoutes[i].method) {
+      out.route = &kRoutes[i];
+      out.params = std::move(p);
       break;
     }
   }
+  return out;
+}
+
+// The one route answered without holding a thread (HandleAsync).
+constexpr std::string_view kCheckById = "/v1/verifications/{id}/check";
+
+}  // namespace
+
+bool Api::AcceptsAsync(const HttpRequest& request) const {
+  if (request.method != "POST") return false;
+  const Resolved r = Resolve(request);
+  return r.route != nullptr && r.route->path == kCheckById;
+}
+
+HttpResponse Api::Handle(const HttpRequest& request) {
+  if (AcceptsAsync(request)) {
+    // The same code as the server's path, waited for here.
+    std::promise<std::function<HttpResponse()>> resumed;
+    auto finish = resumed.get_future();
+    HandleAsync(request,
+                [&resumed](std::function<HttpResponse()> f) { resumed.set_value(std::move(f)); });
+    return finish.get()();
+  }
+  const auto started = std::chrono::steady_clock::now();
+  Resolved r = Resolve(request);
   HttpResponse response;
-  if (route == nullptr) {
-    response = path_known ? Problem(MakeError(ApiCode::kMethodNotAllowed,
-                                              request.method + " is not served on this path"))
-                          : Problem(MakeError(ApiCode::kNotFound, "no such route"));
+  if (r.route == nullptr) {
+    response = r.path_known ? Problem(MakeError(ApiCode::kMethodNotAllowed,
+                                                request.method + " is not served on this path"))
+                            : Problem(MakeError(ApiCode::kNotFound, "no such route"));
   } else {
     try {
-      response = Dispatch(request, *route, params);
+      response = Dispatch(request, *r.route, r.params);
     } catch (const std::exception& e) {
-      spdlog::error(R"("event":"handler_exception","route":"{}")", route->path);
+      spdlog::error(R"("event":"handler_exception","route":"{}")", r.route->path);
       response = Problem(MakeError(ApiCode::kInternal, "internal error"));
     }
   }
+  Record(request.method, r.route, response, started);
+  return response;
+}
+
+void Api::HandleAsync(const HttpRequest& request, HttpResume resume) {
+  const auto started = std::chrono::steady_clock::now();
+  const Resolved r = Resolve(request);
+  // Builds the response on the I/O thread, counted and logged like any other.
+  auto finish = [this, started, method = request.method, route = r.route](HttpResponse res) {
+    Record(method, route, res, started);
+    return res;
+  };
+  auto answer = [&resume, &finish](HttpResponse res) {
+    resume([res = std::move(res), finish]() mutable { return finish(std::move(res)); });
+  };
+  try {
+    auto app = Authenticate(request);
+    if (!app.ok()) return answer(Problem(app.error()));
+    if (!ValidId(r.params.at(0))) {
+      return answer(Problem(MakeError(ApiCode::kNotFound, "no such verification")));
+    }
+    auto check = ParseCheck(request, false);
+    if (!check.ok()) return answer(Problem(check.error()));
+    verifications_.CheckAsync(
+        *app, r.params[0], check->code, [this, resume, finish](ApiResult<CheckAnswer> a) {
+          resume([this, a = std::move(a), finish]() mutable { return finish(CheckResponse(a)); });
+        });
+  } catch (const std::exception& e) {
+    spdlog::error(R"("event":"handler_exception","route":"{}")", kCheckById);
+    answer(Problem(MakeError(ApiCode::kInternal, "internal error")));
+  }
+}
+
+void Api::Record(const std::string& method, const RouteInfo* route, const HttpResponse& response,
+                 std::chrono::steady_clock::time_point started) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const std::string route_name = route != nullptr ? route->path : "unmatched";
-  metrics_.RecordRequest(request.method, route_name, response.status, seconds);
+  metrics_.RecordRequest(method, route_name, response.status, seconds);
   if (options_.log_requests) {
     // Probes and scrapes (unauthenticated GETs) log at debug: they are frequent
     // and say nothing; /metrics counts them all the same.
@@ -342,7 +424,31 @@ HttpResponse Api::Handle(const HttpRequest& request) {
                 route != nullptr ? route->method : "-", route_name, response.status,
                 seconds * 1000);
   }
-  return response;
+}
+
+ApiResult<App> Api::Authenticate(const HttpRequest& req) {
+  const std::string_view auth = req.Header("authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
+    return MakeError(ApiCode::kUnauthorized, "missing Authorization: Bearer <api_key>");
+  }
+  auto app = apps_.Authenticate(auth.substr(kBearer.size()));
+  if (!app.ok()) {
+    if (app.status().code() == otp::StatusCode::kNotFound) {
+      return MakeError(ApiCode::kUnauthorized, "unknown or revoked API key");
+    }
+    return FromStoreStatus(app.status());
+  }
+  return std::move(app).value();
+}
+
+HttpResponse Api::CheckResponse(const ApiResult<CheckAnswer>& answer) {
+  if (!answer.ok()) return Problem(answer.error());
+  if (answer->valid) metrics_.VerificationApproved(answer->channel);
+  return Json(200, {{"id", answer->id},
+                    {"status", answer->status},
+                    {"valid", answer->valid},
+                    {"remaining_checks", answer->remaining_checks}});
 }
 
 HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
@@ -373,18 +479,8 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
   if (path == "/v1/providers/{name}/dlr") return DeliveryReports(req, params[0]);
 
   // Everything below needs an app.
-  const std::string_view auth = req.Header("authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
-    return Problem(MakeError(ApiCode::kUnauthorized, "missing Authorization: Bearer <api_key>"));
-  }
-  auto app = apps_.Authenticate(auth.substr(kBearer.size()));
-  if (!app.ok()) {
-    if (app.status().code() == otp::StatusCode::kNotFound) {
-      return Problem(MakeError(ApiCode::kUnauthorized, "unknown or revoked API key"));
-    }
-    return Problem(FromStoreStatus(app.status()));
-  }
+  auto app = Authenticate(req);
+  if (!app.ok()) return Problem(app.error());
   if (!params.empty() && !ValidId(params[0])) {
     return Problem(MakeError(ApiCode::kNotFound, "no such verification"));
   }
@@ -402,24 +498,10 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     if (!answer->replayed) metrics_.VerificationStarted(answer->channel);
     return r;
   }
-  if (path == "/v1/verifications/check" || path == "/v1/verifications/{id}/check") {
-    auto body = ParseObject(req.body, false);
-    if (!body.ok()) return Problem(body.error());
-    Fields f(*body);
-    const bool by_recipient = params.empty();
-    std::optional<std::string> to;
-    if (by_recipient) to = f.String("to", true, 254);
-    auto code = f.String("code", true, 64);
-    ApiError e = f.Finish();
-    if (!e.ok()) return Problem(e);
-    auto answer = by_recipient ? verifications_.CheckByRecipient(*app, *to, *code)
-                               : verifications_.Check(*app, params[0], *code);
-    if (!answer.ok()) return Problem(answer.error());
-    if (answer->valid) metrics_.VerificationApproved(answer->channel);
-    return Json(200, {{"id", answer->id},
-                      {"status", answer->status},
-                      {"valid", answer->valid},
-                      {"remaining_checks", answer->remaining_checks}});
+  if (path == "/v1/verifications/check") {  // by id: HandleAsync
+    auto check = ParseCheck(req, true);
+    if (!check.ok()) return Problem(check.error());
+    return CheckResponse(verifications_.CheckByRecipient(*app, check->to, check->code));
   }
   ApiResult<Verification> result = MakeError(ApiCode::kInternal, "unreachable");
   if (path == "/v1/verifications/{id}") {

@@ -4,6 +4,7 @@
 // Thread-safe: Handle may run on many threads at once.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,13 @@ class Api {
 
   HttpResponse Handle(const HttpRequest& request);
 
+  // The requests HandleAsync answers (the check by id, the hot path): the
+  // server hands them to HandleAsync on its I/O thread instead of a worker.
+  bool AcceptsAsync(const HttpRequest& request) const;
+  // Answers through `resume` once the store has committed; no thread waits.
+  // Handle() answers the same requests through this, waiting for it.
+  void HandleAsync(const HttpRequest& request, HttpResume resume);
+
   // Serves POST /v1/providers/{name}/dlr: reports parsed by the named provider
   // and applied by the dispatcher before the answer. Off (404) until called.
   void ServeDeliveryReports(ProviderSet& providers, Dispatcher& dispatcher);
@@ -46,6 +54,11 @@ class Api {
   HttpResponse Dispatch(const HttpRequest& request, const RouteInfo& route,
                         const std::vector<std::string>& params);
   HttpResponse Inbox() const;
+  ApiResult<App> Authenticate(const HttpRequest& request);
+  HttpResponse CheckResponse(const ApiResult<CheckAnswer>& answer);
+  // Counts and logs one answered request.
+  void Record(const std::string& method, const RouteInfo* route, const HttpResponse& response,
+              std::chrono::steady_clock::time_point started);
   HttpResponse DeliveryReports(const HttpRequest& request, const std::string& provider);
 
   Store& store_;

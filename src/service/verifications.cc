@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 
 #include "service/messages.h"
 #include "service/recipients.h"
@@ -184,14 +185,25 @@ ApiResult<Verification> VerificationService::Get(const App& app, const std::stri
 
 ApiResult<CheckAnswer> VerificationService::Check(const App& app, const std::string& id,
                                                   const std::string& code) {
+  std::promise<ApiResult<CheckAnswer>> done;
+  auto answer = done.get_future();
+  CheckAsync(app, id, code, [&done](ApiResult<CheckAnswer> a) { done.set_value(std::move(a)); });
+  return answer.get();
+}
+
+void VerificationService::CheckAsync(const App& app, const std::string& id, const std::string& code,
+                                     std::function<void(ApiResult<CheckAnswer>)> done) {
   // The keyed hash is bound to this id, so another verification's code never
   // matches; the store compares it with the stored hash in constant time, in
   // the same transaction that spends the check.
-  auto t = store_.RecordCheck(app.id, id, secrets_.code_hasher.Hash(id, code), clock_.Now());
-  if (!t.ok()) return FromStoreStatus(t.status());
-  if (!t->applied) return NotPending(t->status);
-  return CheckAnswer{id, t->status, t->correct && t->status == kApproved,
-                     std::max(0, t->max_checks - t->check_count), t->channel};
+  store_.RecordCheckAsync(
+      app.id, id, secrets_.code_hasher.Hash(id, code), clock_.Now(),
+      [this, id, done = std::move(done)](Result<Transition> t) {
+        if (!t.ok()) return done(FromStoreStatus(t.status()));
+        if (!t->applied) return done(NotPending(t->status));
+        done(CheckAnswer{id, t->status, t->correct && t->status == kApproved,
+                         std::max(0, t->max_checks - t->check_count), t->channel});
+      });
 }
 
 ApiResult<CheckAnswer> VerificationService::CheckByRecipient(const App& app, const std::string& to,

@@ -5,6 +5,7 @@
 // references to thread-safe collaborators.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,10 @@ class VerificationService {
 
   ApiResult<StoredAnswer> Start(const App& app, const StartRequest& request);
   ApiResult<CheckAnswer> Check(const App& app, const std::string& id, const std::string& code);
+  // Check answered through `done` (exactly once, maybe on the store's writer
+  // thread: keep `done` quick), so that no thread waits for the commit.
+  void CheckAsync(const App& app, const std::string& id, const std::string& code,
+                  std::function<void(ApiResult<CheckAnswer>)> done);
   ApiResult<CheckAnswer> CheckByRecipient(const App& app, const std::string& to,
                                           const std::string& code);
   ApiResult<Verification> Get(const App& app, const std::string& id);

@@ -10,6 +10,7 @@
 // All methods are thread-safe. Times are passed in by the caller (injected clock).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -118,6 +119,15 @@ class Store {
   // and now < expires_at (an overdue verification is moved to expired).
   virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
                                          std::string_view code_hash, TimePoint now) = 0;
+  // RecordCheck answered through `done` (exactly once, on any thread, maybe
+  // before this returns), so that no thread waits for the commit: the hot path
+  // of the API. Backends with a writer thread call `done` from it, so `done`
+  // must be quick and must not call the store. By default: RecordCheck, inline.
+  virtual void RecordCheckAsync(std::string_view app_id, std::string_view id,
+                                std::string_view code_hash, TimePoint now,
+                                std::function<void(Result<Transition>)> done) {
+    done(RecordCheck(app_id, id, code_hash, now));
+  }
   // A resend: counts a send and queues `job` with `delivery`, if pending, under
   // max_sends and out of the cooldown; else refused with the reason.
   virtual Result<Transition> RecordResend(std::string_view app_id, std::string_view id,

@@ -181,8 +181,16 @@ Status FromException(const SqliteError& e) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(std::string path) : path_(std::move(path)), writer_db_(path_, false) {
-    writer_db_.Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    // Checkpoints run on their own thread and connection (PASSIVE: they never
+    // block the writer), not inside whichever commit crosses the threshold:
+    // a checkpoint writes and fsyncs the database file, and every request of
+    // that batch would wait for it.
+    writer_db_.Exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+        "PRAGMA wal_autocheckpoint=0;");
+    sqlite3_wal_hook(writer_db_.raw(), &SqliteStore::OnWalCommit, this);
     writer_ = std::thread([this] { WriterLoop(); });
+    checkpointer_ = std::thread([this] { CheckpointLoop(); });
   }
 
   ~SqliteStore() override {
@@ -192,6 +200,12 @@ class SqliteStore final : public Store {
     }
     cv_.notify_all();
     writer_.join();
+    {
+      std::lock_guard lock(checkpoint_mu_);
+      checkpoint_stopping_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    checkpointer_.join();
   }
 
   Status Migrate() override {
@@ -391,39 +405,27 @@ class SqliteStore final : public Store {
 
   Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
                                  std::string_view code_hash, TimePoint now) override {
-    return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
-      bool correct = false;
-      int max_checks = 0;
-      std::string channel;
-      {
-        Stmt q = db.Prepare(
-            "SELECT code_hash, max_checks, channel FROM verifications WHERE id = ? AND app_id = ?");
-        q.BindAll(id, app_id);
-        if (!q.Step()) return otp::NotFound("no such verification");
-        correct = otp::ConstantTimeEqual(q.Text(0), code_hash);
-        max_checks = static_cast<int>(q.Int(1));
-        channel = q.Text(2);
-      }
-      Stmt s = db.Prepare(
-          "UPDATE verifications SET check_count = check_count + 1, "
-          "status = CASE WHEN ?1 THEN 'approved' "
-          "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
-          "updated_at = ?2 "
-          "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2 "
-          "RETURNING status, check_count, send_count");
-      s.BindAll(correct, Ms(now), id, app_id);
-      if (s.Step()) {
-        Transition t = AppliedFromRow(s);
-        t.correct = correct;
-        t.max_checks = max_checks;
-        t.channel = channel;
-        if (t.status != kPending) LeavePending(db, id, now);
-        return t;
-      }
-      Result<Transition> refused = Refused(db, app_id, id, now);
-      if (refused.ok()) refused->max_checks = max_checks;
-      return refused;
-    });
+    std::promise<Result<Transition>> done;
+    auto answer = done.get_future();
+    RecordCheckAsync(app_id, id, code_hash, now,
+                     [&done](Result<Transition> t) { done.set_value(std::move(t)); });
+    return answer.get();
+  }
+
+  // No thread waits: the writer answers `done` after the batch's commit.
+  void RecordCheckAsync(std::string_view app_id, std::string_view id, std::string_view code_hash,
+                        TimePoint now, std::function<void(Result<Transition>)> done) override {
+    auto out = std::make_shared<std::optional<Result<Transition>>>();
+    WriteAsync(
+        [out, app = std::string(app_id), vid = std::string(id), hash = std::string(code_hash),
+         now](Db& db) -> Status {
+          out->emplace(CheckTx(db, app, vid, hash, now));
+          return KeepRefusals(**out);
+        },
+        [out, done = std::move(done)](const Status& s) {
+          if (!s.ok()) return done(s);
+          done(std::move(**out));
+        });
   }
 
   Result<Transition> RecordResend(std::string_view app_id, std::string_view id, int cooldown_s,
@@ -624,7 +626,7 @@ class SqliteStore final : public Store {
  private:
   struct WriteOp {
     std::function<Status(Db&)> fn;
-    std::promise<Status> done;
+    std::function<void(const Status&)> done;  // called on the writer thread after the commit
   };
 
   // A read transaction, so that multi-statement reads see one snapshot.
@@ -643,6 +645,42 @@ class SqliteStore final : public Store {
    private:
     Db& db_;
   };
+
+  // One check (Store::RecordCheck) inside the writer's transaction.
+  static Result<Transition> CheckTx(Db& db, std::string_view app_id, std::string_view id,
+                                    std::string_view code_hash, TimePoint now) {
+    bool correct = false;
+    int max_checks = 0;
+    std::string channel;
+    {
+      Stmt q = db.Prepare(
+          "SELECT code_hash, max_checks, channel FROM verifications WHERE id = ? AND app_id = ?");
+      q.BindAll(id, app_id);
+      if (!q.Step()) return otp::NotFound("no such verification");
+      correct = otp::ConstantTimeEqual(q.Text(0), code_hash);
+      max_checks = static_cast<int>(q.Int(1));
+      channel = q.Text(2);
+    }
+    Stmt s = db.Prepare(
+        "UPDATE verifications SET check_count = check_count + 1, "
+        "status = CASE WHEN ?1 THEN 'approved' "
+        "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
+        "updated_at = ?2 "
+        "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2 "
+        "RETURNING status, check_count, send_count");
+    s.BindAll(correct, Ms(now), id, app_id);
+    if (s.Step()) {
+      Transition t = AppliedFromRow(s);
+      t.correct = correct;
+      t.max_checks = max_checks;
+      t.channel = channel;
+      if (t.status != kPending) LeavePending(db, id, now);
+      return t;
+    }
+    Result<Transition> refused = Refused(db, app_id, id, now);
+    if (refused.ok()) refused->max_checks = max_checks;
+    return refused;
+  }
 
   static std::int64_t InsertDelivery(Db& db, std::string_view verification_id, const Delivery& d) {
     db.Prepare(
@@ -770,15 +808,30 @@ class SqliteStore final : public Store {
   // Runs `fn` on the writer thread inside the current batch's transaction and
   // returns once the batch is committed.
   Status Write(std::function<Status(Db&)> fn) {
+    std::promise<Status> done;
+    std::future<Status> answer = done.get_future();
+    WriteAsync(std::move(fn), [&done](const Status& s) { done.set_value(s); });
+    return answer.get();
+  }
+
+  // Queues `fn` for the writer and returns at once; `done` runs on the writer
+  // thread once the batch is committed (or failed), so it must be quick.
+  void WriteAsync(std::function<Status(Db&)> fn, std::function<void(const Status&)> done) {
     auto op = std::make_shared<WriteOp>();
     op->fn = std::move(fn);
-    std::future<Status> done = op->done.get_future();
+    op->done = std::move(done);
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(op);
+      queue_.push_back(std::move(op));
     }
     cv_.notify_one();
-    return done.get();
+  }
+
+  // A refused change writes nothing of its own, but may have expired the
+  // verification on the way: keep that (commit), answering the refusal.
+  template <typename T>
+  static Status KeepRefusals(const Result<T>& r) {
+    return r.ok() ? Status::Ok() : r.status();
   }
 
   template <typename T>
@@ -786,9 +839,7 @@ class SqliteStore final : public Store {
     std::optional<Result<T>> out;
     Status s = Write([&](Db& db) -> Status {
       out.emplace(fn(db));
-      // A refused change writes nothing of its own, but may have expired the
-      // verification on the way: keep that.
-      return out->ok() ? Status::Ok() : out->status();
+      return KeepRefusals(*out);
     });
     if (!s.ok()) return s;
     return std::move(*out);
@@ -811,12 +862,47 @@ class SqliteStore final : public Store {
     }
   }
 
+  // After each commit on the writer connection: wakes the checkpointer once
+  // the WAL holds enough pages.
+  static int OnWalCommit(void* self, sqlite3*, const char*, int wal_pages) {
+    constexpr int kCheckpointPages = 1000;  // SQLite's own autocheckpoint default
+    if (wal_pages >= kCheckpointPages) {
+      auto* store = static_cast<SqliteStore*>(self);
+      {
+        std::lock_guard lock(store->checkpoint_mu_);
+        store->checkpoint_due_ = true;
+      }
+      store->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void CheckpointLoop() {
+    std::unique_ptr<Db> db;
+    for (;;) {
+      {
+        std::unique_lock lock(checkpoint_mu_);
+        checkpoint_cv_.wait(lock, [&] { return checkpoint_stopping_ || checkpoint_due_; });
+        if (checkpoint_stopping_) return;
+        checkpoint_due_ = false;
+      }
+      try {
+        if (!db) db = std::make_unique<Db>(path_, false);
+        const int rc = sqlite3_wal_checkpoint_v2(db->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                                 nullptr, nullptr);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) db.reset();  // reopen next time
+      } catch (const SqliteError&) {
+        db.reset();
+      }
+    }
+  }
+
   void RunBatch(std::vector<std::shared_ptr<WriteOp>>& batch) {
     std::vector<Status> results(batch.size());
     try {
       writer_db_.Run("BEGIN IMMEDIATE");
     } catch (const SqliteError& e) {
-      for (auto& op : batch) op->done.set_value(FromException(e));
+      for (auto& op : batch) op->done(FromException(e));
       return;
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -842,10 +928,10 @@ class SqliteStore final : public Store {
         writer_db_.Run("ROLLBACK");
       } catch (const SqliteError&) {
       }
-      for (auto& op : batch) op->done.set_value(otp::Unavailable(e.what()));
+      for (auto& op : batch) op->done(otp::Unavailable(e.what()));
       return;
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done.set_value(results[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->done(results[i]);
   }
 
   // Runs `fn` on a pooled read connection.
@@ -901,6 +987,12 @@ class SqliteStore final : public Store {
   std::deque<std::shared_ptr<WriteOp>> queue_;
   bool stopping_ = false;
   std::thread writer_;
+
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_due_ = false;
+  bool checkpoint_stopping_ = false;
+  std::thread checkpointer_;
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> readers_;
