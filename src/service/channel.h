@@ -29,6 +29,8 @@ struct OutboundMessage {
   std::string subject;  // email
   std::string text;
   std::string code;  // for providers whose API takes the code itself
+  std::string app_name;
+  int ttl_minutes = 0;  // the code's lifetime, rounded down, at least 1
 };
 
 struct SendReceipt {

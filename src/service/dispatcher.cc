@@ -239,8 +239,9 @@ void Dispatcher::Process(const Job& job) {
   vars.locale = v->locale;
   const RenderedMessage rendered = RenderMessage(
       delivery->channel, v->locale, vars, app.ok() ? app->settings.templates : TemplateOverrides{});
-  OutboundMessage message{delivery->channel, delivery->to,  v->id,    v->locale,
-                          rendered.subject,  rendered.text, vars.code};
+  OutboundMessage message{delivery->channel, delivery->to,     v->id,
+                          v->locale,         rendered.subject, rendered.text,
+                          vars.code,         vars.app_name,    vars.ttl_minutes};
 
   // Provider failover: the channel's providers in config order.
   out.delivery_status = kDeliveryFailed;

@@ -107,6 +107,8 @@ TEST_F(VerificationsTest, StartStoresPendingAndQueuesTheFirstSend) {
   const std::string code = Deliver();
   ASSERT_EQ(code.size(), 6u);
   EXPECT_THAT(by_name_["sms1"]->sent.back().text, ::testing::HasSubstr(code));
+  EXPECT_EQ(by_name_["sms1"]->sent.back().app_name, "shop");
+  EXPECT_EQ(by_name_["sms1"]->sent.back().ttl_minutes, 10);
   auto v = service_->Get(app_, j["id"]);
   EXPECT_EQ(v->deliveries[0].status, kDeliverySent);
   EXPECT_EQ(v->deliveries[0].provider, "sms1");

@@ -414,10 +414,8 @@ std::map<std::string, std::string> TemplateVariables(const OutboundMessage& m) {
   std::map<std::string, std::string> vars;
   vars["code"] = m.code;
   vars["code_spoken"] = SpokenCode(m.code);
-  // OutboundMessage does not carry the app's name or the code's lifetime yet;
-  // the rendered `text` does.
-  vars["app_name"] = "";
-  vars["ttl_minutes"] = "";
+  vars["app_name"] = m.app_name;
+  vars["ttl_minutes"] = m.ttl_minutes > 0 ? std::to_string(m.ttl_minutes) : "";
   vars["to"] = m.to;
   vars["to_digits"] = m.to.starts_with('+') ? m.to.substr(1) : m.to;
   vars["verification_id"] = m.verification_id;

@@ -28,6 +28,8 @@ OutboundMessage Message() {
   m.locale = "el";
   m.text = "Ο κωδικός είναι 123456. \"Quote\" & <tag> a+b=c";
   m.code = "123456";
+  m.app_name = "Shop & Co";
+  m.ttl_minutes = 10;
   return m;
 }
 
@@ -101,6 +103,8 @@ TEST(TemplateTest, VariablesComeFromTheMessage) {
   EXPECT_EQ(vars["locale"], "el");
   EXPECT_EQ(vars["channel"], "whatsapp");
   EXPECT_EQ(vars["text"], Message().text);
+  EXPECT_EQ(vars["app_name"], "Shop & Co");
+  EXPECT_EQ(vars["ttl_minutes"], "10");
 }
 
 TEST(TemplateTest, JsonBodyStaysValidJson) {
