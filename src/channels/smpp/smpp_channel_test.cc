@@ -212,7 +212,14 @@ ProviderConfig Config(int port, std::map<std::string, std::string> extra = {}) {
 }
 
 OutboundMessage Sms(std::string text = "Your code is 123456") {
-  return OutboundMessage{"sms", "+306912345678", "ver_1", "en", "", std::move(text), "123456"};
+  OutboundMessage m;
+  m.channel = "sms";
+  m.to = "+306912345678";
+  m.verification_id = "ver_1";
+  m.locale = "en";
+  m.text = std::move(text);
+  m.code = "123456";
+  return m;
 }
 
 class SmppChannelTest : public ::testing::Test {
