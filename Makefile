@@ -3,7 +3,8 @@
 #   make test   install dependencies, build (dev, warnings as errors), run every test, then
 #               again under AddressSanitizer + UBSan (make asan)
 #   make build  build the release binaries only
-#   make bench  libotp micro-benchmarks and the HTTP load benchmark (figures, not pass/fail)
+#   make bench  libotp micro-benchmarks, the HTTP load and the SMPP delivery benchmarks
+#               (figures, not pass/fail)
 #   make asan   build and run every test under AddressSanitizer + UBSan
 #   make format apply clang-format to every source file
 
@@ -39,6 +40,7 @@ bench: build
 	./build/release/bench/otp_bench
 	./build/release/bench/store_bench
 	bench/load.sh
+	bench/smpp_load.sh
 
 format:
 	find include src apps bench tests -name '*.h' -o -name '*.cc' | xargs clang-format -i

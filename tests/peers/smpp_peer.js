@@ -31,6 +31,16 @@
 //   receipt_delay_ms: N  wait before the receipt (default 100)
 //   receipt_tlvs: bool   also send receipted_message_id and message_state TLVs
 //   down: bool         close every session and refuse binds (ESME_RBINDFAIL) while true
+//   record: "full"|"light"  full (default) records every submit as above; light (for
+//                      bench/smpp_load.sh) keeps only {"to","t","answer","message_id"}
+//                      per submit (t = arrival, ms since the epoch with a fraction),
+//                      decodes no text and writes no FILE, so the peer spends its CPU
+//                      on SMPP alone
+// Benchmark endpoints (any mode):
+//   GET  /stats     {"submits","ok","first_t","last_t","receipts_sent","receipt_resps",
+//                    "sessions","cpu_s"}  counts only (cheap to poll); cpu_s = this
+//                    process's user+system CPU seconds
+//   GET  /arrivals  [[to, t], ...] per submit answered ok, in arrival order
 'use strict';
 
 const fs = require('fs');
@@ -75,6 +85,10 @@ const submits = [];
 const sessions = new Set();
 let receiptsSent = 0;
 let receiptResps = 0;
+let okSubmits = 0;
+const arrivals = [];  // [to, t] per submit answered ok (t: ms since the epoch)
+const { performance } = require('perf_hooks');
+const nowMs = () => performance.timeOrigin + performance.now();
 let nextId = 0;
 let sessionCounter = 0;
 const dropping = new Map();  // session -> submits left before the drop
@@ -123,7 +137,43 @@ function record(entry) {
   if (args.out) fs.appendFileSync(args.out, JSON.stringify(entry) + '\n');
 }
 
+function onSubmitLight(session, pdu) {
+  const t = nowMs();
+  const entry = { to: pdu.destination_addr, from: pdu.source_addr, t, answer: 'ok',
+                  message_id: null };
+  let status = smpp.ESME_ROK;
+  if (mode.throttle > 0) {
+    mode.throttle--;
+    status = smpp.ESME_RTHROTTLED;
+    entry.answer = 'throttled';
+  } else if (mode.reject !== 0) {
+    if (mode.reject > 0) mode.reject--;
+    status = mode.reject_status;
+    entry.answer = 'rejected';
+  } else {
+    entry.message_id = (++nextId).toString(16).padStart(8, '0');
+    okSubmits++;
+    arrivals.push([entry.to, t]);
+  }
+  submits.push(entry);
+  const answer = () => {
+    if (!sessions.has(session)) return;
+    if (status === smpp.ESME_ROK) {
+      session.send(pdu.response({ message_id: entry.message_id }));
+      sendReceipt(session, entry, new Date());
+    } else {
+      session.send(pdu.response({ command_status: status }));
+    }
+  };
+  if (mode.delay_ms > 0) setTimeout(answer, mode.delay_ms);
+  else answer();
+}
+
 function onSubmit(session, pdu) {
+  if (mode.record === 'light' && !(dropping.has(session) || mode.drop_after > 0)) {
+    onSubmitLight(session, pdu);
+    return;
+  }
   const payload = pdu.message_payload;
   const raw = pdu.short_message && pdu.short_message.length ? pdu.short_message : payload;
   const entry = {
@@ -162,6 +212,8 @@ function onSubmit(session, pdu) {
     entry.answer = 'rejected';
   } else {
     entry.message_id = (++nextId).toString(16).padStart(8, '0');
+    okSubmits++;
+    arrivals.push([entry.to, nowMs()]);
   }
   record(entry);
   const answer = () => {
@@ -221,6 +273,17 @@ const control = http.createServer((req, res) => {
     return reply(200, { binds, sessions: sessions.size, submits, receipts_sent: receiptsSent,
                         receipt_resps: receiptResps, mode });
   }
+  if (req.method === 'GET' && req.url === '/stats') {
+    const cpu = process.cpuUsage();
+    return reply(200, {
+      submits: submits.length, ok: okSubmits,
+      first_t: arrivals.length ? arrivals[0][1] : null,
+      last_t: arrivals.length ? arrivals[arrivals.length - 1][1] : null,
+      receipts_sent: receiptsSent, receipt_resps: receiptResps, sessions: sessions.size,
+      cpu_s: (cpu.user + cpu.system) / 1e6,
+    });
+  }
+  if (req.method === 'GET' && req.url === '/arrivals') return reply(200, arrivals);
   if (req.method === 'POST' && req.url === '/mode') {
     let body = '';
     req.on('data', (c) => { body += c; });
