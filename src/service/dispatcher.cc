@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 
 #include "service/log_text.h"
 #include "service/messages.h"
@@ -51,6 +52,11 @@ void Dispatcher::Stop() {
     if (w.joinable()) w.join();
   }
   workers_.clear();
+  {
+    // Outcomes handed to the store are answered after their commit.
+    std::unique_lock lock(mu_);
+    loop_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return busy_ <= 0; });
+  }
   providers_.SetReportSink(nullptr);
   {
     std::lock_guard lock(reports_mu_);
@@ -73,9 +79,12 @@ void Dispatcher::Loop() {
     int capacity = 0;
     {
       std::unique_lock lock(mu_);
-      loop_cv_.wait(lock, [&] { return stopping_ || busy_ < options_.workers; });
+      // Claim ahead: up to one more job per worker waits in the queue, so a
+      // worker that finishes finds its next job at once.
+      const int most = 2 * options_.workers;
+      loop_cv_.wait(lock, [&] { return stopping_ || busy_ < most; });
       if (stopping_) return;
-      capacity = options_.workers - busy_;
+      capacity = most - busy_;
       notified_ = false;
     }
     int claimed = 0;
@@ -118,12 +127,13 @@ void Dispatcher::Work() {
       job = std::move(queue_.back());
       queue_.pop_back();
     }
-    Process(job);
-    {
-      std::lock_guard lock(mu_);
-      --busy_;
-    }
-    loop_cv_.notify_all();
+    Process(job, [this] {
+      {
+        std::lock_guard lock(mu_);
+        --busy_;
+      }
+      loop_cv_.notify_all();
+    });
   }
 }
 
@@ -134,7 +144,11 @@ int Dispatcher::RunOnce() {
     spdlog::warn(R"("event":"claim_failed","error":{})", LogText(jobs.status().message()));
     return 0;
   }
-  for (const Job& job : *jobs) Process(job);
+  for (const Job& job : *jobs) {
+    std::promise<void> finished;
+    Process(job, [&finished] { finished.set_value(); });
+    finished.get_future().wait();
+  }
   return static_cast<int>(jobs->size());
 }
 
@@ -195,16 +209,16 @@ Result<std::vector<ReportOutcome>> Dispatcher::ApplyReports(
   return outcomes;
 }
 
-void Dispatcher::Process(const Job& job) {
+void Dispatcher::Process(const Job& job, const std::function<void()>& finished) {
   auto v = store_.GetVerification("", job.verification_id);
   if (!v.ok()) {
-    if (v.status().code() != otp::StatusCode::kNotFound) return;  // retried after the lease
+    if (v.status().code() != otp::StatusCode::kNotFound) return finished();  // after the lease
     JobOutcome gone;
     gone.job = job;
     gone.delivery_status = kDeliveryCanceled;
     gone.at = clock_.Now();
     (void)store_.FinishJob(gone);
-    return;
+    return finished();
   }
   JobOutcome out;
   out.job = job;
@@ -221,12 +235,12 @@ void Dispatcher::Process(const Job& job) {
     out.delivery_status = kDeliveryCanceled;
     out.at = clock_.Now();
     (void)store_.FinishJob(out);
-    return;
+    return finished();
   }
   auto code = secrets_.keyring.Open(v->code_sealed, v->id);
   if (!code.ok()) {
     spdlog::error(R"("event":"code_unseal_failed","verification_id":"{}")", v->id);
-    return;  // the lease expires and the job is retried; an operator must look
+    return finished();  // the lease expires and the job is retried; an operator must look
   }
   auto app = store_.GetApp(v->app_id);
   MessageVars vars;
@@ -312,16 +326,20 @@ void Dispatcher::Process(const Job& job) {
                   d.status == kDeliveryQueued);
         });
   }
-  Status s = store_.FinishJob(out);
-  if (!s.ok()) {
-    spdlog::error(R"("event":"finish_job_failed","verification_id":"{}","error":{})", v->id,
-                  LogText(s.message()));
-    return;
-  }
-  spdlog::info(
-      R"("event":"delivery","verification_id":"{}","channel":"{}","provider":{},"status":"{}","to":{})",
-      v->id, delivery->channel, LogText(out.provider), out.delivery_status,
-      LogText(MaskRecipient(delivery->to)));
+  const std::string channel = delivery->channel;
+  const std::string to = delivery->to;
+  store_.FinishJobAsync(out, [this, out, channel, to, finished](const Status& s) {
+    if (!s.ok()) {
+      spdlog::error(R"("event":"finish_job_failed","verification_id":"{}","error":{})",
+                    out.job.verification_id, LogText(s.message()));
+    } else {
+      spdlog::info(
+          R"("event":"delivery","verification_id":"{}","channel":"{}","provider":{},"status":"{}","to":{})",
+          out.job.verification_id, channel, LogText(out.provider), out.delivery_status,
+          LogText(MaskRecipient(to)));
+    }
+    finished();
+  });
 }
 
 }  // namespace otpd

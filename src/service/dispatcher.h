@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -78,7 +79,10 @@ class Dispatcher : public DeliveryReportSink {
   void Loop();
   void Work();
   void ReportLoop();
-  void Process(const Job& job);
+  // Sends one claimed job and hands its outcome to the store; `finished` runs
+  // once the outcome is committed (or the job is given back), maybe on another
+  // thread.
+  void Process(const Job& job, const std::function<void()>& finished);
 
   Store& store_;
   ProviderSet& providers_;

@@ -147,6 +147,12 @@ class Store {
   // Records a job's outcome and removes the job, atomically. A delivery report
   // that arrived before the send was recorded is applied here.
   virtual Status FinishJob(const JobOutcome& outcome) = 0;
+  // FinishJob answered through `done` (exactly once, maybe on another thread,
+  // maybe before this returns; keep `done` quick), so that a dispatcher worker
+  // moves on to its next send while the disk syncs. By default: inline.
+  virtual void FinishJobAsync(const JobOutcome& outcome, std::function<void(const Status&)> done) {
+    done(FinishJob(outcome));
+  }
   // Queued delivery jobs (for /metrics).
   virtual Result<std::int64_t> CountJobs() = 0;
 

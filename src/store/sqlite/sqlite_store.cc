@@ -525,8 +525,21 @@ class SqliteStore final : public Store {
     });
   }
 
-  Status FinishJob(const JobOutcome& o) override {
-    return Write([&](Db& db) -> Status {
+  Status FinishJob(const JobOutcome& outcome) override {
+    std::promise<Status> done;
+    auto answer = done.get_future();
+    FinishJobAsync(outcome, [&done](const Status& s) { done.set_value(s); });
+    return answer.get();
+  }
+
+  // No dispatcher worker waits for the commit: `done` runs after it.
+  void FinishJobAsync(const JobOutcome& outcome, std::function<void(const Status&)> done) override {
+    WriteAsync([o = outcome](Db& db) -> Status { return FinishJobTx(db, o); }, std::move(done));
+  }
+
+  // Store::FinishJob inside the writer's transaction.
+  static Status FinishJobTx(Db& db, const JobOutcome& o) {
+    {
       db.Prepare("DELETE FROM jobs WHERE id = ?").Bind(1, o.job.id).Exec();
       auto record = [&](std::int64_t id, const std::string& provider, const std::string& status,
                         const std::string& message_id, const std::string& error, TimePoint at) {
@@ -601,7 +614,7 @@ class SqliteStore final : public Store {
         }
       }
       return Status::Ok();
-    });
+    }
   }
 
   Result<std::int64_t> CountJobs() override {
