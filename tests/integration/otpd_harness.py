@@ -4,6 +4,11 @@ Starts the real `otpd` binary on a free loopback port with a config written to a
 temporary directory, drives it over HTTP, creates apps with the real `otpctl`, and
 reads the codes the `log` provider writes to its messages.jsonl.
 
+For the provider tests (test_smtp, test_smpp, test_http_provider) it also holds
+what they share: PeerProcess (a peer program standing in for a provider),
+ProviderTestCase (their base class), wait_until, make_test_ca and
+require_node_packages.
+
 Everything observable is recorded in module-level collections so that a test can
 assert, at the end of the run, that no code ever leaked into an HTTP response or
 into otpd's own output (SPEC §4.1, SECURITY.md 31).
@@ -20,8 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))  # the repository
 _DEFAULT_BUILD = os.path.join(HERE, "..", "..", "build", "dev", "apps")
 OTPD_BIN = os.environ.get("OTPD_BIN") or os.path.join(_DEFAULT_BUILD, "otpd")
 OTPCTL_BIN = os.environ.get("OTPCTL_BIN") or os.path.join(_DEFAULT_BUILD, "otpctl")
@@ -323,3 +330,202 @@ def wrong_code(code):
     """A code of the same length that differs from `code`."""
     n = len(code)
     return ("%0*d" % (n, (int(code) + 1) % 10 ** n))
+
+
+
+# ---- shared by the provider tests ---------------------------------------------
+
+def wait_until(what, fn, timeout=8.0, interval=0.05):
+    """Polls fn() until it returns a truthy value; returns it, or fails naming `what`
+    (a string, or a function returning one, called at the timeout so that it can
+    tell the last state seen)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s"
+                                 % (timeout, what() if callable(what) else what))
+        time.sleep(interval)
+
+
+def require_node_packages(who, *packages):
+    """Fails unless node and npm are installed; runs `npm ci` in the repository when
+    one of the npm `packages` is missing from node_modules (the versions pinned in
+    package-lock.json)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("%s needs node and npm (scripts/install-deps installs them)" % who)
+    if not all(os.path.isdir(os.path.join(ROOT, "node_modules", n)) for n in packages):
+        p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=170)
+        if p.returncode != 0:
+            raise RuntimeError("npm ci failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+
+
+def make_test_ca(directory):
+    """A throwaway CA and a certificate for 127.0.0.1 signed by it, made with the
+    openssl CLI at run time (no key is ever kept in the repository); returns the
+    paths (ca, key, cert)."""
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+    ca_key = os.path.join(directory, "ca.key")
+    ca = os.path.join(directory, "ca.pem")
+    key = os.path.join(directory, "server.key")
+    csr = os.path.join(directory, "server.csr")
+    cert = os.path.join(directory, "server.pem")
+    ext = os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=otpd test CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext)
+    return ca, key, cert
+
+
+class PeerProcess:
+    """A peer program standing in for a provider (an SMTP server, an SMSC, an HTTP
+    API), started by a subclass on free loopback ports: its own temporary
+    directory, its stderr in a file there, its ports read from its stdout."""
+
+    name = "peer"  # in messages: "smtp peer", ...
+
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        self.err_path = os.path.join(self.dir, "peer.stderr")
+        self._err = open(self.err_path, "wb")
+        self.proc = None
+
+    def _start(self, cmd, ports=1):
+        """Runs `cmd` in the repository; returns the `ports` port numbers the peer
+        prints first on stdout, one a line (stops it and fails if it does not)."""
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, cwd=ROOT)
+        lines = [self.proc.stdout.readline().decode().strip() for _ in range(ports)]
+        if not all(x.isdigit() for x in lines):
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            err = self.stderr()  # before stop() removes the directory
+            self.stop()
+            raise RuntimeError("%s did not start: %r\n%s"
+                               % (self.name, lines[0] if ports == 1 else lines, err))
+        return [int(x) for x in lines]
+
+    def stderr(self):
+        return _read(self.err_path)
+
+    def _wait_count(self, what, fetch, count, timeout):
+        """Polls fetch() (a list of what the peer received) until it holds at least
+        `count` items and returns it; fails naming `what`, with the last list seen
+        and the peer's stderr."""
+        found = []
+
+        def enough():
+            found[:] = fetch()
+            return list(found) if len(found) >= count else None
+
+        return wait_until(lambda: "%d %s at the %s, got %d: %s\n%s"
+                          % (count, what, self.name, len(found), found, self.stderr()),
+                          enough, timeout)
+
+    def stop(self):
+        """Terminates the peer (killed if it is still running after 10 s), closes its
+        files and removes its directory."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc.stdout.close()
+        self._err.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ProviderTestCase(unittest.TestCase):
+    """Base of the provider tests. The otpd servers (otpd()) and peers (add_peer())
+    a test starts are stopped at its end; when the test did not reach its end
+    (did not set self._clean), their output is written to stderr first."""
+
+    app_name = "app"  # the app otpd() creates
+    secrets = ()      # what must never show in otpd's output (assert_no_secrets)
+
+    def setUp(self):
+        self.peers = []
+        self.servers = []
+
+    def tearDown(self):
+        clean = getattr(self, "_clean", False)
+        for s in self.servers:
+            if not clean:
+                sys.stderr.write("\n--- otpd stderr (%s) ---\n%s\n"
+                                 % (self.id(), self.server_log(s)))
+            s.stop()
+            s.cleanup()
+        for p in self.peers:
+            if not clean:
+                log = self.peer_log(p)
+                if log is not None:
+                    sys.stderr.write("\n--- %s (%s) ---\n%s\n" % (p.name, self.id(), log))
+            p.stop()
+
+    def server_log(self, server):
+        """What tearDown shows of otpd's output when the test did not reach its end."""
+        return server.stderr()[-4000:]
+
+    def peer_log(self, peer):
+        """What tearDown shows of a peer's output then (None: nothing)."""
+        return None
+
+    def add_peer(self, peer):
+        """Registers a started PeerProcess to be stopped at the end of the test."""
+        self.peers.append(peer)
+        return peer
+
+    def otpd(self, extra):
+        """Starts otpd with `extra` appended to its config and creates the app
+        `app_name`; returns (server, the app's API key)."""
+        s = OtpdServer(extra_config=extra)
+        self.servers.append(s)
+        s.start()
+        key = s.create_app(self.app_name)["api_key"]
+        return s, key
+
+    def start(self, server, key, body):
+        """Starts a verification (201 expected); returns its JSON."""
+        r = server.start_verification(key, body)
+        self.assertEqual(r.status, 201, r)
+        return r.json
+
+    def wait_deliveries(self, server, key, vid, want, timeout=8.0):
+        """Polls the verification until its delivery statuses start with `want`."""
+        last = [None]
+
+        def check():
+            last[0] = server.get(key, vid).json
+            statuses = [d["status"] for d in last[0]["deliveries"]]
+            return last[0] if statuses[:len(want)] == want else None
+
+        return wait_until(lambda: "deliveries %s; last: %s" % (want, last[0]), check, timeout)
+
+    def approve(self, server, key, vid, code):
+        """Checks `code`: it must be valid and approve the verification."""
+        r = server.check(key, vid, code)
+        self.assertEqual(r.status, 200, r)
+        self.assertIs(r.json["valid"], True, r)
+        self.assertEqual(r.json["status"], "approved", r)
+
+    def assert_no_secrets(self, server, codes):
+        """Neither the `secrets` nor any of `codes` show in otpd's output."""
+        out = server.all_stderr() + server.stdout()
+        for secret in self.secrets:
+            self.assertNotIn(secret, out)
+        for code in codes:
+            self.assertFalse(contains_code(out, code), "code %s in otpd's output" % code)

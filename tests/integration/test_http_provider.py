@@ -7,18 +7,14 @@ Run: OTPD_BIN=... OTPCTL_BIN=... python3 -m unittest -v test_http_provider
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 
 import otpd_harness as h
 
-ROOT = os.path.abspath(os.path.join(h.HERE, "..", ".."))
-PEER = os.path.join(ROOT, "tests", "peers", "http_peer.py")
+PEER = os.path.join(h.ROOT, "tests", "peers", "http_peer.py")
 ACCESS_TOKEN = "wa-access-7c1e5b2d90"   # must never show in otpd's output
 DLR_TOKEN = "dlr-2f9d4c8a6b1e7f3a5c0d"
 
@@ -34,20 +30,14 @@ WHATSAPP_BODY = (
     '"parameters":[{"type":"text","text":"{{code}}"}]}]}}')
 
 
-class HttpPeer:
+class HttpPeer(h.PeerProcess):
     """tests/peers/http_peer.py on a free loopback port."""
 
+    name = "http peer"
+
     def __init__(self, *flags):
-        self.dir = tempfile.mkdtemp(prefix="otpd-http-peer-")
-        self.err_path = os.path.join(self.dir, "peer.stderr")
-        self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, PEER, "--port", "0"] + list(flags),
-                                     stdout=subprocess.PIPE, stderr=self._err, cwd=ROOT)
-        line = self.proc.stdout.readline().decode().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError("http peer did not start: %r\n%s" % (line, h._read(self.err_path)))
-        self.port = int(line)
+        super().__init__("otpd-http-peer-")
+        [self.port] = self._start([sys.executable, PEER, "--port", "0"] + list(flags))
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
@@ -66,15 +56,8 @@ class HttpPeer:
         return self._control("/_peer/requests")
 
     def wait_requests(self, count=1, timeout=8.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.requests()
-            if len(found) >= count:
-                return found
-            if time.monotonic() >= deadline:
-                raise AssertionError("http peer got %d request(s), want %d: %s"
-                                     % (len(found), count, found))
-            time.sleep(0.05)
+        """The requests received, once there are at least `count`."""
+        return self._wait_count("request(s)", self.requests, count, timeout)
 
     def post_report(self, otpd, provider, body, token=DLR_TOKEN,
                     content_type="application/json"):
@@ -85,18 +68,6 @@ class HttpPeer:
         r = self._control("/_peer/dlr", {"url": url, "body": body,
                                          "content_type": content_type})
         return r["status"], r["body"]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self._err.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def http_provider(name, url, channels=("whatsapp",), **extra):
@@ -134,63 +105,20 @@ def code_of(request):
     return params[0]["text"]
 
 
-class HttpProviderTestCase(unittest.TestCase):
-    def setUp(self):
-        self.peers = []
-        self.servers = []
-
-    def tearDown(self):
-        for s in self.servers:
-            if not getattr(self, "_clean", False):
-                sys.stderr.write("\n--- otpd stderr (%s) ---\n%s\n"
-                                 % (self.id(), s.stderr()[-4000:]))
-            s.stop()
-            s.cleanup()
-        for p in self.peers:
-            p.stop()
+class HttpProviderTestCase(h.ProviderTestCase):
+    app_name = "waapp"
+    secrets = (ACCESS_TOKEN, DLR_TOKEN,
+               "/v21.0/")  # no URL in the logs
 
     def peer(self, *flags):
-        p = HttpPeer(*flags)
-        self.peers.append(p)
-        return p
-
-    def otpd(self, extra):
-        s = h.OtpdServer(extra_config=extra)
-        self.servers.append(s)
-        s.start()
-        key = s.create_app("waapp")["api_key"]
-        return s, key
-
-    def start(self, server, key, body):
-        r = server.start_verification(key, body)
-        self.assertEqual(r.status, 201, r)
-        return r.json
-
-    def wait_delivery(self, server, key, vid, want, timeout=8.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            v = server.get(key, vid).json
-            statuses = [d["status"] for d in v["deliveries"]]
-            if statuses[:len(want)] == want or time.monotonic() > deadline:
-                return v
-            time.sleep(0.05)
+        return self.add_peer(HttpPeer(*flags))
 
     def assert_no_secrets(self, server, codes):
-        out = server.all_stderr() + server.stdout()
-        self.assertNotIn(ACCESS_TOKEN, out)
-        self.assertNotIn(DLR_TOKEN, out)
-        self.assertNotIn("/v21.0/", out)  # no URL in the logs
-        for code in codes:
-            self.assertFalse(h.contains_code(out, code), "code %s in otpd's output" % code)
+        """As the base's, and no code in any HTTP response of the run either."""
+        super().assert_no_secrets(server, codes)
         for r in h.RESPONSES:
             for code in codes:
                 self.assertFalse(h.contains_code(r.body, code), r)
-
-    def approve(self, server, key, vid, code):
-        r = server.check(key, vid, code)
-        self.assertEqual(r.status, 200, r)
-        self.assertIs(r.json["valid"], True, r)
-        self.assertEqual(r.json["status"], "approved", r)
 
 
 class HttpSendTest(HttpProviderTestCase):
@@ -212,7 +140,7 @@ class HttpSendTest(HttpProviderTestCase):
         code = code_of(q)
         self.assertRegex(code, r"^[0-9]{6}$")
         self.assertEqual(body["template"]["components"][1]["parameters"][0]["text"], code)
-        v = self.wait_delivery(server, key, v["id"], ["sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["sent"])
         self.assertEqual(v["deliveries"][0]["provider"], "wa", v)
         self.assertEqual(v["deliveries"][0]["status"], "sent", v)
         self.approve(server, key, v["id"], code)
@@ -232,7 +160,7 @@ class HttpSendTest(HttpProviderTestCase):
                          ["/v21.0/primary/messages", "/v21.0/backup/messages"])
         self.assertEqual(code_of(reqs[0]), code_of(reqs[1]))
         # Each provider tried is one delivery.
-        v = self.wait_delivery(server, key, v["id"], ["failed", "sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
         self.assertEqual([(d["provider"], d["status"]) for d in v["deliveries"]],
                          [("wa-primary", "failed"), ("wa-backup", "sent")], v)
         self.assertRegex(server.stderr(),
@@ -255,7 +183,7 @@ class HttpSendTest(HttpProviderTestCase):
         self.assertEqual(sms[0]["channel"], "sms")
         code = code_of(peer.requests()[0])
         self.assertEqual(sms[0]["code"], code)
-        v = self.wait_delivery(server, key, v["id"], ["failed", "sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
         self.assertEqual([d["status"] for d in v["deliveries"]], ["failed", "sent"], v)
         time.sleep(0.5)
         self.assertEqual(len(peer.requests()), 1)  # sent once: never retried after sending
@@ -269,7 +197,7 @@ class HttpSendTest(HttpProviderTestCase):
         v = self.start(server, key, {"to": h.next_phone(), "workflow": [
             {"channel": "whatsapp", "timeout_s": 60}, {"channel": "sms"}]})
         sms = server.wait_messages(v["id"], 1, timeout=8)
-        v = self.wait_delivery(server, key, v["id"], ["failed", "sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
         self.assertEqual([d["channel"] for d in v["deliveries"]], ["whatsapp", "sms"], v)
         self.assertRegex(server.stderr(), r'"event":"provider_failed","provider":"wa".*2 attempts')
         self.approve(server, key, v["id"], sms[0]["code"])
@@ -292,7 +220,7 @@ class HttpDeliveryReportTest(HttpProviderTestCase):
             body["channel"] = "whatsapp"
         v = self.start(server, key, body)
         q = peer.wait_requests(1)[0]
-        v = self.wait_delivery(server, key, v["id"], ["sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["sent"])
         self.assertEqual(v["deliveries"][0]["status"], "sent", v)
         return peer, server, key, v, q
 
@@ -301,7 +229,7 @@ class HttpDeliveryReportTest(HttpProviderTestCase):
         status, body = peer.post_report(server, "wa", whatsapp_report(q["id"], "delivered"))
         self.assertEqual(status, 200, body)
         self.assertEqual(json.loads(body), {"accepted": 1, "matched": 1})
-        v = self.wait_delivery(server, key, v["id"], ["delivered"])
+        v = self.wait_deliveries(server, key, v["id"], ["delivered"])
         self.assertEqual(v["deliveries"][0]["status"], "delivered", v)
         self.assertEqual(v["status"], "pending", v)
         # "sent" and "read"-style words that drive nothing are accepted, not errors.
@@ -321,7 +249,7 @@ class HttpDeliveryReportTest(HttpProviderTestCase):
         sms = server.wait_messages(v["id"], 1, timeout=5)
         self.assertEqual(sms[0]["channel"], "sms")
         self.assertEqual(sms[0]["code"], code_of(q))
-        v = self.wait_delivery(server, key, v["id"], ["failed", "sent"])
+        v = self.wait_deliveries(server, key, v["id"], ["failed", "sent"])
         self.assertEqual([d["status"] for d in v["deliveries"]], ["failed", "sent"], v)
         self.approve(server, key, v["id"], sms[0]["code"])
         self._clean = True

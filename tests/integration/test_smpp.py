@@ -11,18 +11,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import unittest
 import urllib.request
 
 import otpd_harness as h
-from test_smtp import SmtpPeer, make_test_ca
+from test_smtp import SmtpPeer
 
-ROOT = os.path.abspath(os.path.join(h.HERE, "..", ".."))
-PEER = os.path.join(ROOT, "tests", "peers", "smpp_peer.js")
+PEER = os.path.join(h.ROOT, "tests", "peers", "smpp_peer.js")
 PASSWORD = "pw7c1e9a"  # SMPP passwords are at most 8 characters
 APP = "smppapp"
 
@@ -32,50 +29,21 @@ h.ALL_CHANNELS = [c for c in h.ALL_CHANNELS if c not in ("sms", "email")]
 
 
 def setUpModule():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise RuntimeError("test_smpp needs node and npm (scripts/install-deps installs them)")
-    needed = ("smpp", "smtp-server", "mailparser")
-    if not all(os.path.isdir(os.path.join(ROOT, "node_modules", n)) for n in needed):
-        p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=170)
-        if p.returncode != 0:
-            raise RuntimeError("npm ci failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+    h.require_node_packages("test_smpp", "smpp", "smtp-server", "mailparser")
 
 
-def wait_until(what, fn, timeout=8.0, interval=0.05):
-    """Polls fn() until it returns a truthy value; returns it, or fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
-class SmppPeer:
+class SmppPeer(h.PeerProcess):
     """tests/peers/smpp_peer.js on free loopback ports, driven over its control port."""
 
+    name = "smpp peer"
+
     def __init__(self, mode=None, extra_args=()):
-        self.dir = tempfile.mkdtemp(prefix="otpd-smpp-")
-        self.err_path = os.path.join(self.dir, "peer.stderr")
-        self._err = open(self.err_path, "wb")
+        super().__init__("otpd-smpp-")
         cmd = ["node", PEER, "--port", "0", "--control-port", "0",
                "--out", os.path.join(self.dir, "submits.jsonl"), "--password", PASSWORD]
         if mode:
             cmd += ["--mode", json.dumps(mode)]
-        self.proc = subprocess.Popen(cmd + list(extra_args), stdout=subprocess.PIPE,
-                                     stderr=self._err, cwd=ROOT)
-        lines = [self.proc.stdout.readline().decode().strip() for _ in range(2)]
-        if not all(x.isdigit() for x in lines):
-            self.stop()
-            raise RuntimeError("smpp peer did not start: %r\n%s" % (lines, self.stderr()))
-        self.port, self.control_port = int(lines[0]), int(lines[1])
-
-    def stderr(self):
-        return h._read(self.err_path)
+        self.port, self.control_port = self._start(cmd + list(extra_args), ports=2)
 
     def _call(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -101,24 +69,13 @@ class SmppPeer:
 
     def wait_submit(self, to, answer="ok", timeout=8.0):
         """The first submit to `to` answered `answer`, waiting for it."""
-        return wait_until("a submit_sm to %s answered %s\n%s" % (to, answer, self.stderr()),
-                          lambda: self.submits(to, answer), timeout)[0]
+        return h.wait_until(lambda: "a submit_sm to %s answered %s\n%s"
+                            % (to, answer, self.stderr()),
+                            lambda: self.submits(to, answer), timeout)[0]
 
     def binds(self, system_id=None):
         return [b for b in self.state()["binds"]
                 if system_id is None or b["system_id"] == system_id]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self._err.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def smpp_provider(name, port, **extra):
@@ -144,59 +101,23 @@ def code_in(text):
     return m.group(1)
 
 
-class SmppTestCase(unittest.TestCase):
-    def setUp(self):
-        self.peers = []
-        self.servers = []
+class SmppTestCase(h.ProviderTestCase):
+    app_name = APP
+    secrets = (PASSWORD,)
 
-    def tearDown(self):
-        for s in self.servers:
-            if not getattr(self, "_clean", False):  # the test did not reach its end
-                lines = [x for x in s.all_stderr().splitlines() if '"event":"request"' not in x]
-                sys.stderr.write("\n--- otpd stderr (%s) ---\n%s\n"
-                                 % (self.id(), "\n".join(lines)[-6000:]))
-            s.stop()
-            s.cleanup()
-        for p in self.peers:
-            if not getattr(self, "_clean", False) and isinstance(p, SmppPeer):
-                sys.stderr.write("\n--- smpp peer (%s) ---\n%s\n" % (self.id(), p.stderr()[-2000:]))
-            p.stop()
+    def server_log(self, server):
+        """All of otpd's runs but the request lines, the last 6000 characters."""
+        lines = [x for x in server.all_stderr().splitlines() if '"event":"request"' not in x]
+        return "\n".join(lines)[-6000:]
+
+    def peer_log(self, peer):
+        return peer.stderr()[-2000:] if isinstance(peer, SmppPeer) else None
 
     def smsc(self, mode=None, extra_args=()):
-        p = SmppPeer(mode, extra_args)
-        self.peers.append(p)
-        return p
+        return self.add_peer(SmppPeer(mode, extra_args))
 
     def mail(self):
-        p = SmtpPeer()
-        self.peers.append(p)
-        return p
-
-    def otpd(self, extra):
-        s = h.OtpdServer(extra_config=extra)
-        self.servers.append(s)
-        s.start()
-        key = s.create_app(APP)["api_key"]
-        return s, key
-
-    def start(self, server, key, body):
-        r = server.start_verification(key, body)
-        self.assertEqual(r.status, 201, r)
-        return r.json
-
-    def wait_deliveries(self, server, key, vid, want, timeout=8.0):
-        """Polls the verification until its delivery statuses start with `want`."""
-        last = [None]
-
-        def check():
-            last[0] = server.get(key, vid).json
-            statuses = [d["status"] for d in last[0]["deliveries"]]
-            return last[0] if statuses[:len(want)] == want else None
-
-        try:
-            return wait_until("deliveries %s" % want, check, timeout)
-        except AssertionError as e:
-            raise AssertionError("%s; last: %s" % (e, last[0]))
+        return self.add_peer(SmtpPeer())
 
     def wait_taken_by(self, server, key, vid, provider, timeout=8.0):
         """Polls until one of the verification's deliveries was taken by `provider`."""
@@ -204,25 +125,13 @@ class SmppTestCase(unittest.TestCase):
             v = server.get(key, vid).json
             return v if any(d.get("provider") == provider and d["status"] in ("sent", "delivered")
                             for d in v["deliveries"]) else None
-        return wait_until("delivery of %s by %s" % (vid, provider), check, timeout)
+        return h.wait_until("delivery of %s by %s" % (vid, provider), check, timeout)
 
     @staticmethod
     def taken(server, key, vid):
         """The verification if any of its deliveries was taken by a provider, else None."""
         v = server.get(key, vid).json
         return v if any(d["status"] in ("sent", "delivered") for d in v["deliveries"]) else None
-
-    def approve(self, server, key, vid, code):
-        r = server.check(key, vid, code)
-        self.assertEqual(r.status, 200, r)
-        self.assertIs(r.json["valid"], True, r)
-        self.assertEqual(r.json["status"], "approved", r)
-
-    def assert_no_secrets(self, server, codes):
-        out = server.all_stderr() + server.stdout()
-        self.assertNotIn(PASSWORD, out)
-        for code in codes:
-            self.assertFalse(h.contains_code(out, code), "code %s in otpd's output" % code)
 
 
 class SmppDeliveryTest(SmppTestCase):
@@ -242,7 +151,7 @@ class SmppDeliveryTest(SmppTestCase):
         self.assertEqual((s["from"], s["source_ton"], s["dest_ton"]), ("VERIFY", 5, 1))
         self.assertEqual(s["system_id"], "otpd")
         v = self.wait_taken_by(server, key, v["id"], "smsc")
-        wait_until("the deliver_sm_resp", lambda: peer.state()["receipt_resps"] >= 1)
+        h.wait_until("the deliver_sm_resp", lambda: peer.state()["receipt_resps"] >= 1)
         self.approve(server, key, v["id"], code)
         self.assertEqual(len(peer.submits()), 1)
         self.assertRegex(server.all_stderr(), r'"event":"smpp_receipt","provider":"smsc".*'
@@ -427,7 +336,7 @@ class SmppConnectionTest(SmppTestCase):
         peer = self.smsc({"drop_after": 3})
         server, key = self.otpd(smpp_provider("smsc-a", peer.port, system_id="otpd-a") +
                                 smpp_provider("smsc-b", peer.port, system_id="otpd-b"))
-        wait_until("both binds", lambda: len(peer.binds()) >= 2)
+        h.wait_until("both binds", lambda: len(peer.binds()) >= 2)
         phones = [h.next_phone() for _ in range(8)]
         vids = [self.start(server, key, {"to": p, "channel": "sms"})["id"] for p in phones]
         for p in phones:
@@ -436,9 +345,9 @@ class SmppConnectionTest(SmppTestCase):
         self.assertGreaterEqual(len(dropped), 1)
         self.assertEqual({s["system_id"] for s in dropped}, {"otpd-a"})
         for vid in vids:
-            v = wait_until("a sent delivery for %s" % vid, lambda: self.taken(server, key, vid))
+            v = h.wait_until("a sent delivery for %s" % vid, lambda: self.taken(server, key, vid))
             self.assertEqual(v["status"], "pending", v)
-        wait_until("smsc-a binds again", lambda: len(peer.binds("otpd-a")) >= 2, timeout=10)
+        h.wait_until("smsc-a binds again", lambda: len(peer.binds("otpd-a")) >= 2, timeout=10)
         phone = h.next_phone()
         self.start(server, key, {"to": phone, "channel": "sms"})
         self.assertEqual(peer.wait_submit(phone)["system_id"], "otpd-a")
@@ -453,7 +362,7 @@ class SmppConnectionTest(SmppTestCase):
         server, key = self.otpd(smpp_provider("smsc", peer.port, window=1))
         phones = [h.next_phone() for _ in range(5)]
         vids = [self.start(server, key, {"to": p, "channel": "sms"})["id"] for p in phones]
-        wait_until("the first submit", lambda: peer.submits())
+        h.wait_until("the first submit", lambda: peer.submits())
         server.kill()
         seen_before = {s["to"] for s in peer.submits()}
         self.assertLess(len(seen_before), len(phones))
@@ -468,7 +377,7 @@ class SmppConnectionTest(SmppTestCase):
     def test_tls_with_a_verified_certificate(self):
         tls_dir = tempfile.mkdtemp(prefix="otpd-smpp-tls-")
         self.addCleanup(shutil.rmtree, tls_dir, True)
-        ca, key_file, cert = make_test_ca(tls_dir)
+        ca, key_file, cert = h.make_test_ca(tls_dir)
         peer = self.smsc(extra_args=("--key", key_file, "--cert", cert))
         server, key = self.otpd(smpp_provider("smsc", peer.port, tls=True, ca_file=ca))
         phone = h.next_phone()
@@ -480,7 +389,7 @@ class SmppConnectionTest(SmppTestCase):
     def test_tls_refuses_an_unverified_certificate(self):
         tls_dir = tempfile.mkdtemp(prefix="otpd-smpp-tls-")
         self.addCleanup(shutil.rmtree, tls_dir, True)
-        _, key_file, cert = make_test_ca(tls_dir)
+        _, key_file, cert = h.make_test_ca(tls_dir)
         peer = self.smsc(extra_args=("--key", key_file, "--cert", cert))
         # No ca_file: the system's CAs do not know the test CA.
         server, key = self.otpd(smpp_provider("smsc", peer.port, tls=True))
