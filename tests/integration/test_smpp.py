@@ -297,7 +297,21 @@ class SmppReportTest(SmppTestCase):
         s = peer.wait_submit(phone)
         v = self.wait_deliveries(server, key, v["id"], ["delivered"])
         self.assertEqual(v["deliveries"][0]["provider"], "smsc", v)
+        # Every attempt is in /metrics too: the send, its time, the receipt, the bind.
+        metrics = server.request("GET", "/metrics").body
+        for line in ['otpd_deliveries_total{provider="smsc",channel="sms",status="sent"} 1',
+                     'otpd_delivery_send_seconds_count{provider="smsc"} 1',
+                     'otpd_delivery_reports_total{provider="smsc",channel="sms",status="delivered"} 1',
+                     'otpd_delivery_report_seconds_count{provider="smsc"} 1',
+                     'otpd_delivery_queue_depth 0',
+                     'otpd_provider_bound{provider="smsc",type="smpp"} 1']:
+            self.assertIn(line + "\n", metrics)
         self.approve(server, key, v["id"], code_in(s["text"]))
+        # An SMSC that goes away shows as unbound.
+        peer.stop()
+        h.wait_until("otpd_provider_bound 0 after the SMSC stopped",
+                     lambda: 'otpd_provider_bound{provider="smsc",type="smpp"} 0\n'
+                     in server.request("GET", "/metrics").body)
         self._clean = True
 
     def test_undeliv_receipt_fires_the_next_step_at_once(self):
