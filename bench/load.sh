@@ -305,6 +305,26 @@ all200 "$R_HEALTH" || health_ok="INVALID"
 all200 "$R_CHECK" || check_ok="INVALID"
 [[ "$(field "$R_CHECK" valid)" == 0 ]] || log "$(field "$R_CHECK" valid) checks were (by 1e-6 luck) right"
 
+# The disk's fsync latency sets the floor of a durable check's latency (each
+# answer waits for an fdatasync that began after its commit): measure it here,
+# where the store lives, right after the runs.
+FSYNC=$(python3 - "$TMP" <<'PY' 2>/dev/null || echo "not measured"
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+samples = []
+for _ in range(50):
+    os.write(fd, b"x" * 4096)
+    t = time.perf_counter()
+    os.fdatasync(fd)
+    samples.append((time.perf_counter() - t) * 1e3)
+os.close(fd)
+os.unlink(path)
+samples.sort()
+print("p50 %.2f ms, p90 %.2f ms" % (samples[25], samples[45]))
+PY
+)
+
 echo
 echo "otpd load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
   "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, otpd threads=$OTPD_THREADS log-level=$OTPD_LOG_LEVEL"
@@ -322,3 +342,4 @@ echo "ratio = req/s / nginx req/s in this run; cpu = cores the server used (user
   "during its run; us/req = server CPU microseconds per request;"
 echo "answers = HTTP status:count (INVALID = not all 200); load average before/after the runs:" \
   "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fdatasync of 4 KiB appends in the store's directory (50 samples, after the runs): $FSYNC"
