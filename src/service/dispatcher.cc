@@ -123,9 +123,11 @@ void Dispatcher::Work() {
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping; claimed jobs not started come back after the lease
-      job = std::move(queue_.back());
-      queue_.pop_back();
+      // Stopping: the jobs already claimed are still sent (each takes one
+      // provider round trip), so that none waits for its lease after a restart.
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());  // oldest claim first
+      queue_.pop_front();
     }
     Process(job, [this] {
       {

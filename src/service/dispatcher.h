@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -96,8 +97,8 @@ class Dispatcher : public DeliveryReportSink {
   std::condition_variable work_cv_;  // workers: jobs queued, stopping
   bool stopping_ = false;
   bool notified_ = false;
-  std::vector<Job> queue_;  // claimed, waiting for a worker
-  int busy_ = 0;            // claimed jobs not finished yet (queued or being sent)
+  std::deque<Job> queue_;  // claimed, waiting for a worker (oldest first)
+  int busy_ = 0;           // claimed jobs not finished yet (queued or being sent)
   std::thread loop_;
   std::vector<std::thread> workers_;
 
