@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,15 +35,18 @@ std::array<std::uint8_t, 32> DeriveKey(std::span<const std::uint8_t> master,
 // Keyed hashing of short codes (verification codes, recovery codes):
 // HMAC-SHA256(key, binding || 0x00 || code), hex-encoded. `binding` ties the
 // hash to its owner (a verification id, a user) so a hash cannot be reused elsewhere.
+// The HMAC key's inner and outer hash states are computed once, here, so a hash
+// costs a few SHA-256 compressions and no allocation but the answer's.
 class CodeHasher {
  public:
-  explicit CodeHasher(std::array<std::uint8_t, 32> key) : key_(key) {}
+  explicit CodeHasher(const std::array<std::uint8_t, 32>& key);
   std::string Hash(std::string_view binding, std::string_view code) const;
   // Constant-time comparison of Hash(binding, code) with `stored`.
   bool Matches(std::string_view binding, std::string_view code, std::string_view stored) const;
 
  private:
-  std::array<std::uint8_t, 32> key_;
+  struct State;
+  std::shared_ptr<const State> state_;  // immutable, so copies share it
 };
 
 }  // namespace otp

@@ -93,15 +93,6 @@ void HkdfSha256(std::span<const std::uint8_t> ikm, std::span<const std::uint8_t>
 
 }  // namespace internal
 
-Sha256Digest Sha256(std::string_view data) {
-  Sha256Digest out;
-  unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("otp: SHA-256 failed");
-  }
-  return out;
-}
-
 Sha256Digest HmacSha256(std::span<const std::uint8_t> key, std::string_view data) {
   Sha256Digest out;
   unsigned int len = 0;
@@ -122,11 +113,11 @@ bool ConstantTimeEqual(std::string_view a, std::string_view b) {
 }
 
 std::string HexEncode(std::span<const std::uint8_t> data) {
-  std::string out;
-  out.reserve(data.size() * 2);
+  std::string out(data.size() * 2, '\0');
+  char* p = out.data();
   for (std::uint8_t b : data) {
-    out += kHexDigits[b >> 4];
-    out += kHexDigits[b & 15];
+    *p++ = kHexDigits[b >> 4];
+    *p++ = kHexDigits[b & 15];
   }
   return out;
 }
@@ -184,21 +175,6 @@ std::array<std::uint8_t, 32> DeriveKey(std::span<const std::uint8_t> master,
   std::array<std::uint8_t, 32> out;
   internal::HkdfSha256(master, {}, label, out);
   return out;
-}
-
-std::string CodeHasher::Hash(std::string_view binding, std::string_view code) const {
-  std::string message;
-  message.reserve(binding.size() + 1 + code.size());
-  message.append(binding);
-  message.push_back('\0');
-  message.append(code);
-  const Sha256Digest mac = HmacSha256(key_, message);
-  return HexEncode(mac);
-}
-
-bool CodeHasher::Matches(std::string_view binding, std::string_view code,
-                         std::string_view stored) const {
-  return ConstantTimeEqual(Hash(binding, code), stored);
 }
 
 }  // namespace otp

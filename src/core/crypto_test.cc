@@ -140,5 +140,25 @@ TEST(CodeHasherTest, HashesAndMatches) {
   EXPECT_FALSE(other.Matches("ver_123", "123456", hash));
 }
 
+// Bindings of every length, across the 64-byte block and the short-input buffer,
+// agree with the one-shot HMAC.
+TEST(CodeHasherTest, AgreesWithHmacForEveryLength) {
+  const std::array<std::uint8_t, 32> key = DeriveKey(std::vector<std::uint8_t>(32, 3), "code-hash");
+  const CodeHasher hasher(key);
+  for (std::size_t n = 0; n < 600; n += (n < 140 ? 1 : 37)) {
+    const std::string binding(n, static_cast<char>('a' + n % 26));
+    std::string message = binding;
+    message.push_back('\0');
+    message += "987654";
+    EXPECT_EQ(hasher.Hash(binding, "987654"), HexEncode(HmacSha256(key, message))) << n;
+  }
+}
+
+TEST(Sha256Test, MillionAs) {
+  // A message over several blocks: the known digest of one million 'a' (FIPS 180-2).
+  EXPECT_EQ(HexEncode(Sha256(std::string(1000000, 'a'))),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
 }  // namespace
 }  // namespace otp

@@ -190,6 +190,10 @@ TEST_F(ApiTest, StartCheckAndNotPending) {
   ASSERT_EQ(check.status, 200);
   EXPECT_EQ(Body(check)["valid"], false);
   EXPECT_EQ(Body(check)["remaining_checks"], 4);
+  // The check answer is written by hand (the hot path): exactly what json would write.
+  EXPECT_EQ(check.body,
+            R"({"id":")" + id + R"(","remaining_checks":4,"status":"pending","valid":false})");
+  EXPECT_EQ(check.body, Body(check).dump());
   HttpResponse cancel = Call("POST", "/v1/verifications/" + id + "/cancel", "", key_a_);
   ASSERT_EQ(cancel.status, 200);
   EXPECT_EQ(Body(cancel)["status"], "canceled");

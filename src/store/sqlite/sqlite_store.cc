@@ -680,40 +680,41 @@ class SqliteStore final : public Store {
     Db& db_;
   };
 
-  // One check (Store::RecordCheck) inside the writer's transaction.
+  // One check (Store::RecordCheck) inside the writer's transaction: one UPDATE
+  // compares the hash (otpd_ct_equal, constant time), spends the check and
+  // moves the status; a SELECT by key reads the outcome. (Not UPDATE ...
+  // RETURNING: SQLite builds an ephemeral table for RETURNING, which costs more
+  // than the update itself.) A refusal or a verification leaving pending costs more.
   static Result<Transition> CheckTx(Db& db, std::string_view app_id, std::string_view id,
                                     std::string_view code_hash, TimePoint now) {
-    bool correct = false;
-    int max_checks = 0;
-    std::string channel;
-    {
-      Stmt q = db.Prepare(
-          "SELECT code_hash, max_checks, channel FROM verifications WHERE id = ? AND app_id = ?");
-      q.BindAll(id, app_id);
-      if (!q.Step()) return otp::NotFound("no such verification");
-      correct = otp::ConstantTimeEqual(q.Text(0), code_hash);
-      max_checks = static_cast<int>(q.Int(1));
-      channel = q.Text(2);
-    }
+    const int changed =
+        db.Prepare(
+              "UPDATE verifications SET check_count = check_count + 1, "
+              "status = CASE WHEN otpd_ct_equal(code_hash, ?1) THEN 'approved' "
+              "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
+              "updated_at = ?2 "
+              "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2")
+            .BindAll(code_hash, Ms(now), id, app_id)
+            .Exec();
+    if (changed == 0) return Refused(db, app_id, id, now);
     Stmt s = db.Prepare(
-        "UPDATE verifications SET check_count = check_count + 1, "
-        "status = CASE WHEN ?1 THEN 'approved' "
-        "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
-        "updated_at = ?2 "
-        "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2 "
-        "RETURNING status, check_count, send_count");
-    s.BindAll(correct, Ms(now), id, app_id);
-    if (s.Step()) {
-      Transition t = AppliedFromRow(s);
-      t.correct = correct;
-      t.max_checks = max_checks;
-      t.channel = channel;
-      if (t.status != kPending) LeavePending(db, id, now);
-      return t;
+        "SELECT status, check_count, send_count, max_checks, channel FROM verifications "
+        "WHERE id = ?");
+    s.BindAll(id);
+    if (!s.Step()) return otp::Internal("a checked verification vanished");
+    Transition t{true,
+                 Transition::Refusal::kNone,
+                 s.Text(0),
+                 static_cast<int>(s.Int(1)),
+                 static_cast<int>(s.Int(2)),
+                 {}};
+    t.correct = t.status == kApproved;
+    t.max_checks = static_cast<int>(s.Int(3));
+    t.channel = s.Text(4);
+    while (s.Step()) {
     }
-    Result<Transition> refused = Refused(db, app_id, id, now);
-    if (refused.ok()) refused->max_checks = max_checks;
-    return refused;
+    if (t.status != kPending) LeavePending(db, id, now);
+    return t;
   }
 
   static std::int64_t InsertDelivery(Db& db, std::string_view verification_id, const Delivery& d) {
@@ -799,8 +800,8 @@ class SqliteStore final : public Store {
   static Result<Transition> Refused(Db& db, std::string_view app_id, std::string_view id,
                                     TimePoint now) {
     Stmt s = db.Prepare(
-        "SELECT status, check_count, send_count, expires_at, last_sent_at FROM verifications "
-        "WHERE id = ? AND app_id = ?");
+        "SELECT status, check_count, send_count, expires_at, last_sent_at, max_checks "
+        "FROM verifications WHERE id = ? AND app_id = ?");
     s.BindAll(id, app_id);
     if (!s.Step()) return otp::NotFound("no such verification");
     Transition t{false,
@@ -809,6 +810,7 @@ class SqliteStore final : public Store {
                  static_cast<int>(s.Int(1)),
                  static_cast<int>(s.Int(2)),
                  At(s.Int(4))};
+    t.max_checks = static_cast<int>(s.Int(5));
     const bool overdue = t.status == kPending && s.Int(3) <= Ms(now);
     while (s.Step()) {
     }
