@@ -1,5 +1,7 @@
 #include "server/api.h"
 
+#include "server/logging.h"
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -427,10 +429,10 @@ void Api::Record(const std::string& method, const RouteInfo* route, const HttpRe
     // Probes and scrapes (unauthenticated GETs) log at debug: they are frequent
     // and say nothing; /metrics counts them all the same.
     const bool probe = route != nullptr && !route->authenticated && response.status < 400;
-    spdlog::log(probe ? spdlog::level::debug : spdlog::level::info,
-                R"("event":"request","method":"{}","route":"{}","status":{},"ms":{:.2f})",
-                route != nullptr ? route->method : "-", route_name, response.status,
-                seconds * 1000);
+    RequestLogger().log(probe ? spdlog::level::debug : spdlog::level::info,
+                        R"("event":"request","method":"{}","route":"{}","status":{},"ms":{:.2f})",
+                        route != nullptr ? route->method : "-", route_name, response.status,
+                        seconds * 1000);
   }
 }
 

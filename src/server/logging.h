@@ -4,6 +4,8 @@
 // so a log line can never be forged (SECURITY.md 32). No code, key or full number is ever logged.
 #pragma once
 
+#include <spdlog/logger.h>
+
 #include <string>
 #include <string_view>
 
@@ -11,6 +13,9 @@ namespace otpd {
 
 // Installs the JSON-lines logger as spdlog's default. `level`: "info", "debug", ...
 void SetUpLogging(const std::string& level);
+// The logger for one line per request: buffered, written at least every second
+// (other lines are written at once). spdlog's default logger until SetUpLogging.
+spdlog::logger& RequestLogger();
 // Flushes and stops the logger; call before exit.
 void ShutDownLogging();
 
