@@ -12,6 +12,9 @@
 #                                                pending verifications that none
 #                                                reaches max_checks; target >= 0.25x
 #                                                nginx and p99 < 10 ms at 64 conns
+#   4. otpd POST /v1/users/{user}/verify         right, fresh TOTP codes, each user
+#                                                once (bench/totp_users.py enrolls
+#                                                them first); target >= 0.25x nginx
 # otpd runs from the release build with SQLite and a `log` provider in a temp
 # dir, on a free loopback port; everything talks to 127.0.0.1 only.
 #
@@ -22,6 +25,7 @@
 #   OTPD, OTPCTL [build/release/apps/...]            binaries to measure
 #   PROBE_DURATION [2s]                              short check run that sizes the pool
 #   MAX_VERIFICATIONS [200000]                       upper bound on verifications created
+#   MAX_TOTP_USERS [150000]                          upper bound on TOTP users enrolled
 #   CREATE_PARALLEL [8]                              parallel curl processes creating them
 #   KEEP_TMP [0]                                     1 = keep the temp dir (logs, db)
 set -euo pipefail
@@ -37,6 +41,7 @@ OTPD=${OTPD:-$ROOT/build/release/apps/otpd}
 OTPCTL=${OTPCTL:-$ROOT/build/release/apps/otpctl}
 PROBE_DURATION=${PROBE_DURATION:-2s}
 MAX_VERIFICATIONS=${MAX_VERIFICATIONS:-200000}
+MAX_TOTP_USERS=${MAX_TOTP_USERS:-150000}
 CREATE_PARALLEL=${CREATE_PARALLEL:-8}
 KEEP_TMP=${KEEP_TMP:-0}
 MAX_CHECKS=20        # the app's max_checks (the most otpd allows)
@@ -268,6 +273,20 @@ CREATE_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
 log "created $POOL in $CREATE_SECS s"
 wait_dispatched $((PROBE_IDS + POOL))
 
+# ------------------------------------------------------------- TOTP users
+# Each user verifies once (a time step is accepted once per factor): enough
+# users for the check probe's rate with room to spare (a verify costs about
+# what a check does).
+USERS_NEED=$(awk -v r="$probe_rps" -v d="$DURATION_S" 'BEGIN { print int(r * 2 * d) + 1000 }')
+[[ "$USERS_NEED" -le "$MAX_TOTP_USERS" ]] || USERS_NEED=$MAX_TOTP_USERS
+log "enrolling $USERS_NEED TOTP users ..."
+t0=$(date +%s.%N)
+python3 "$BENCH/totp_users.py" create "$OTPD_URL" "$API_KEY" "$USERS_NEED" "$TMP/totp-secrets.txt" \
+  "$CREATE_PARALLEL" || die "enrolling TOTP users failed (see $TMP/otpd.log)"
+t1=$(date +%s.%N)
+USERS=$(wc -l <"$TMP/totp-secrets.txt")
+log "enrolled $USERS in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+
 # ------------------------------------------------------------------ the runs
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "nginx: wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
@@ -279,6 +298,12 @@ R_HEALTH=$(run_wrk healthz "$OTPD_URL/healthz" "$BENCH/wrk_report.lua" "$DURATIO
 log "otpd POST /v1/verifications/{id}/check (wrong code) over $POOL verifications"
 R_CHECK=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/ids.txt" \
   run_wrk check "$OTPD_URL" "$BENCH/wrk_check.lua" "$DURATION")
+# Codes of the current time step, computed just before the run (a code stays
+# acceptable for one step either side, and the run is shorter than a step).
+python3 "$BENCH/totp_users.py" codes "$TMP/totp-secrets.txt" "$TMP/totp-codes.txt"
+log "otpd POST /v1/users/{user}/verify (right TOTP codes) over $USERS users"
+R_VERIFY=$(BENCH_KEY="$API_KEY" BENCH_CODES="$TMP/totp-codes.txt" \
+  run_wrk verify "$OTPD_URL" "$BENCH/wrk_verify.lua" "$DURATION")
 kill -0 "$OTPD_PID" 2>/dev/null || die "otpd died during the runs (see $TMP/otpd.log)"
 
 # ------------------------------------------------------------------- report
@@ -301,8 +326,16 @@ c_p99=$(field "$R_CHECK" p99_ms)
 all200() { [[ "$(field "$1" statuses)" == "200:$(field "$1" requests)" && "$(field "$1" errors)" == 0 ]]; }
 health_ok=$(ok "$h_ratio >= 0.6")
 check_ok=$(ok "$c_ratio >= 0.25 && $c_p99 < 10")
+verify_ok=$(ok "$(ratio "$(field "$R_VERIFY" rps)") >= 0.25")
 all200 "$R_HEALTH" || health_ok="INVALID"
 all200 "$R_CHECK" || check_ok="INVALID"
+all200 "$R_VERIFY" || verify_ok="INVALID"
+# Every verify must have been a right, fresh code: fewer valid answers mean
+# the user pool ran out (replays) and the run measured refusals.
+[[ "$(field "$R_VERIFY" valid)" == "$(field "$R_VERIFY" requests)" ]] || {
+  verify_ok="INVALID"
+  log "only $(field "$R_VERIFY" valid) of $(field "$R_VERIFY" requests) verifies were valid (pool of $USERS users too small?)"
+}
 [[ "$(field "$R_CHECK" valid)" == 0 ]] || log "$(field "$R_CHECK" valid) checks were (by 1e-6 luck) right"
 
 # The disk's fsync latency sets the floor of a durable check's latency (each
@@ -331,12 +364,14 @@ echo "otpd load benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores," \
 echo "check pool: $POOL pending verifications (+$PROBE_IDS probed), created at ~$CREATE_RATE/s;" \
   "at most $(awk -v r="$(field "$R_CHECK" requests)" -v p="$POOL" -v t="$THREADS" \
     'BEGIN { printf "%d", (r / t) / int(p / t) + 2 }') checks each (max_checks $MAX_CHECKS)"
+echo "verify pool: $USERS users with an active TOTP factor, each verified once with its current code"
 echo
 printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
   "ratio" "target" "verdict" "cpu" "us/req" "answers"
 row "nginx return 200 (ceiling)" "$R_NGINX" "-" "-"
 row "otpd GET /healthz" "$R_HEALTH" ">= 0.60x nginx" "$health_ok"
 row "otpd POST /v1/verifications/{id}/check" "$R_CHECK" ">= 0.25x nginx, p99 < 10 ms" "$check_ok"
+row "otpd POST /v1/users/{user}/verify" "$R_VERIFY" ">= 0.25x nginx" "$verify_ok"
 echo
 echo "ratio = req/s / nginx req/s in this run; cpu = cores the server used (user+sys)" \
   "during its run; us/req = server CPU microseconds per request;"
