@@ -138,6 +138,15 @@ int RunOtpctl(int argc, char** argv) {
   auto* key_revoke = key->add_subcommand("revoke", "revoke an API key at once");
   key_revoke->add_option("KEY_ID", key_ref, "key id (key_…)")->required();
 
+  auto* user = cli.add_subcommand("user", "manage an app's end users (token checks)");
+  user->require_subcommand(1);
+  std::string user_app;
+  std::string user_id;
+  auto* user_unlock = user->add_subcommand(
+      "unlock", "clear a user's lock, delay and failure count after failed token checks");
+  user_unlock->add_option("APP", user_app, "app id or name")->required();
+  user_unlock->add_option("USER", user_id, "the app's user id")->required();
+
   auto* code = cli.add_subcommand("code", "print a TOTP/HOTP code, like oathtool");
   code->require_subcommand(1);
   std::string secret_b32;
@@ -246,6 +255,19 @@ int RunOtpctl(int argc, char** argv) {
     auto k = apps.CreateKey(found->id);
     if (!k.ok()) return Error(k.status().message());
     std::cout << json{{"key_id", k->key_id}, {"api_key", k->api_key}}.dump() << "\n";
+    return 0;
+  }
+  if (*user_unlock) {
+    auto found = (*store)->GetApp(user_app);
+    if (!found.ok()) return Error("no app '" + user_app + "'");
+    auto was_locked = (*store)->UnlockUser(found->id, user_id, "otpctl", otp::SystemClock().Now());
+    if (!was_locked.ok()) return Error(was_locked.status().message());
+    std::cout << json{{"app_id", found->id},
+                      {"user", user_id},
+                      {"was_locked", *was_locked},
+                      {"unlocked", true}}
+                     .dump()
+              << "\n";
     return 0;
   }
   if (*key_revoke) {
