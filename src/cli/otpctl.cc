@@ -44,6 +44,7 @@ struct AppFlags {
   int max_checks = 0;
   int max_sends = 0;
   int resend_cooldown = -1;
+  int totp_window = -1;
   std::string webhook_url;
   bool webhook_url_set = false;
   std::vector<std::string> templates;       // channel:locale=TEXT ("" removes)
@@ -62,6 +63,8 @@ struct AppFlags {
     cmd->add_option("--max-checks", max_checks, "wrong codes allowed per verification (default 5)");
     cmd->add_option("--max-sends", max_sends, "sends per verification (default 5)");
     cmd->add_option("--resend-cooldown", resend_cooldown, "seconds between sends (default 30)");
+    cmd->add_option("--totp-window", totp_window,
+                    "TOTP steps accepted either side of now, 0..10 (default 1)");
     cmd->add_option("--webhook-url", webhook_url, "where events are POSTed");
   }
 
@@ -76,6 +79,7 @@ struct AppFlags {
     if (max_checks != 0) s->max_checks = max_checks;
     if (max_sends != 0) s->max_sends = max_sends;
     if (resend_cooldown >= 0) s->resend_cooldown_s = resend_cooldown;
+    if (totp_window >= 0) s->totp_window = totp_window;
     if (webhook_url_set) s->webhook_url = webhook_url;
     for (const std::string& t : templates) {
       const auto eq = t.find('=');

@@ -183,9 +183,9 @@ std::optional<otp::HotpKey> KeyOf(const std::vector<std::uint8_t>& secret,
 // The candidates one code gives for `factors`: the TOTP step or HOTP counter
 // each factor's code matches, unconditionally of replays (the store decides).
 struct FactorService::Candidates {
-  static std::optional<FactorCandidate> Match(const FactorRules& rules, const Factor& f,
-                                              const otp::HotpKey& key, const std::string& code,
-                                              std::int64_t now_s) {
+  static std::optional<FactorCandidate> Match(const FactorRules& rules, int totp_window,
+                                              const Factor& f, const otp::HotpKey& key,
+                                              const std::string& code, std::int64_t now_s) {
     if (code.size() != static_cast<std::size_t>(f.digits) || !AllDigits(code)) {
       return std::nullopt;
     }
@@ -194,7 +194,7 @@ struct FactorService::Candidates {
     if (f.type == kFactorTotp) {
       const otp::TotpParams params{f.digits, f.period, 0};
       const std::int64_t centre = now_s + f.drift * f.period;
-      auto step = otp::TotpVerify(key, code, centre, params, rules.totp_window);
+      auto step = otp::TotpVerify(key, code, centre, params, totp_window);
       if (!step) return std::nullopt;
       c.matched = static_cast<std::int64_t>(*step);
       return c;
@@ -264,7 +264,8 @@ ApiResult<FactorCheck> FactorService::Activate(const App& app, const std::string
   if (!secret.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
   auto key = KeyOf(*secret, f->algorithm);
   if (!key) return MakeError(ApiCode::kInternal, "cannot use the secret");
-  if (auto c = Candidates::Match(rules_, *f, *key, code, otp::ToUnixSeconds(clock_.Now()))) {
+  if (auto c = Candidates::Match(rules_, app.settings.totp_window, *f, *key, code,
+                                 otp::ToUnixSeconds(clock_.Now()))) {
     c->activate = true;
     candidates.push_back(*c);
   }
@@ -299,7 +300,8 @@ ApiResult<FactorCheck> FactorService::Verify(const App& app, const std::string& 
     if (!secret.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
     auto key = KeyOf(*secret, f.algorithm);
     if (!key) return MakeError(ApiCode::kInternal, "cannot use the secret");
-    if (auto c = Candidates::Match(rules_, f, *key, code, now_s)) candidates.push_back(*c);
+    if (auto c = Candidates::Match(rules_, app.settings.totp_window, f, *key, code, now_s))
+      candidates.push_back(*c);
   }
   if (!factor_id) {
     const std::string normalised = NormaliseRecoveryCode(code);

@@ -22,9 +22,9 @@
 
 namespace otpd {
 
-// Verification rules. Defaults are SPEC §4.2's.
+// Verification rules. Defaults are SPEC §4.2's. The TOTP window is the app's
+// setting (AppSettings::totp_window, default ±1 step).
 struct FactorRules {
-  int totp_window = 1;       // steps accepted either side of now
   int hotp_look_ahead = 10;  // counters past the expected one
   int totp_resync_window = 50;
   int hotp_resync_window = 100;

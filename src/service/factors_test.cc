@@ -192,6 +192,19 @@ TEST_F(FactorsTest, TotpWindowIsOneStepEitherSide) {
   EXPECT_TRUE(Verify(Totp(f, 1)));
 }
 
+TEST_F(FactorsTest, TotpWindowIsAnAppSetting) {
+  app_.settings.totp_window = 0;
+  CreatedFactor f = Create("totp");
+  ASSERT_TRUE(service_->Activate(app_, "alice", f.factor.id, Totp(f))->valid);
+  clock_.Advance(seconds(90));
+  EXPECT_FALSE(Verify(Totp(f, -1)));
+  EXPECT_FALSE(Verify(Totp(f, 1)));
+  EXPECT_TRUE(Verify(Totp(f)));
+  app_.settings.totp_window = 2;
+  clock_.Advance(seconds(30));
+  EXPECT_TRUE(Verify(Totp(f, 2)));
+}
+
 TEST_F(FactorsTest, TotpNeverAcceptsTheSameOrAnEarlierStepTwice) {
   CreatedFactor f = Active("totp");
   const std::string now_code = Totp(f);
