@@ -509,6 +509,11 @@ TEST_P(StoreTest, FactorsAreScopedToAppAndUser) {
             (std::vector<std::string>{"factor.created", "factor.created", "factor.created",
                                       "factor.deleted"}));
   EXPECT_TRUE(EventTypes(*store_, "app_b").empty());
+  std::vector<std::string> actions;
+  const auto audit = store_->ListAudit("app_a", 100).value();
+  for (const AuditEntry& e : audit) actions.push_back(e.action + " " + e.subject);
+  EXPECT_EQ(actions, (std::vector<std::string>{"factor.create fac_1", "factor.create fac_2",
+                                               "factor.create fac_3", "factor.delete fac_1"}));
 }
 
 TEST_P(StoreTest, ActivationThenTotpStepsOnlyMoveForward) {
