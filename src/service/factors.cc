@@ -36,6 +36,21 @@ std::string RecoveryBinding(const App& app, const std::string& user_id) {
   return "recovery:" + app.id + ":" + user_id;
 }
 
+// The Key Uri Format URI of a factor with its (unsealed) secret.
+std::string BuildUri(const Factor& f, const std::vector<std::uint8_t>& secret,
+                     otp::HashAlgorithm alg) {
+  otp::OtpAuthUri uri;
+  uri.type = f.type == kFactorHotp ? otp::OtpType::kHotp : otp::OtpType::kTotp;
+  uri.issuer = f.issuer;
+  uri.account = f.label;
+  uri.secret = secret;
+  uri.algorithm = alg;
+  uri.digits = f.digits;
+  uri.period = f.period;
+  uri.counter = static_cast<std::uint64_t>(f.counter);
+  return otp::BuildOtpAuthUri(uri);
+}
+
 bool AllDigits(std::string_view s) {
   return !s.empty() &&
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
@@ -131,16 +146,7 @@ ApiResult<CreatedFactor> FactorService::Create(const App& app, const std::string
   Status s = store_.CreateFactor(f);
   if (!s.ok()) return FromStoreStatus(s);
 
-  otp::OtpAuthUri uri;
-  uri.type = f.type == kFactorHotp ? otp::OtpType::kHotp : otp::OtpType::kTotp;
-  uri.issuer = f.issuer;
-  uri.account = f.label;
-  uri.secret = secret;
-  uri.algorithm = *alg;
-  uri.digits = f.digits;
-  uri.period = f.period;
-  uri.counter = static_cast<std::uint64_t>(f.counter);
-  return CreatedFactor{f, otp::Base32Encode(secret), otp::BuildOtpAuthUri(uri)};
+  return CreatedFactor{f, otp::Base32Encode(secret), BuildUri(f, secret, *alg)};
 }
 
 otp::Result<std::vector<std::uint8_t>> FactorService::OpenSecret(const Factor& f) const {
@@ -153,32 +159,17 @@ ApiResult<std::string> FactorService::OtpAuthUri(const Factor& f) {
   auto secret = OpenSecret(f);
   auto alg = otp::ParseHashAlgorithm(f.algorithm);
   if (!secret.ok() || !alg.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
-  otp::OtpAuthUri uri;
-  uri.type = f.type == kFactorHotp ? otp::OtpType::kHotp : otp::OtpType::kTotp;
-  uri.issuer = f.issuer;
-  uri.account = f.label;
-  uri.secret = *secret;
-  uri.algorithm = *alg;
-  uri.digits = f.digits;
-  uri.period = f.period;
-  uri.counter = static_cast<std::uint64_t>(f.counter);
-  return otp::BuildOtpAuthUri(uri);
+  return BuildUri(f, *secret, *alg);
 }
 
-// The factor's HMAC key, or nullopt if its secret cannot be opened (never
-// expected: logged by the caller as an internal error).
-namespace {
-
-std::optional<otp::HotpKey> KeyOf(const std::vector<std::uint8_t>& secret,
-                                  const std::string& algorithm) {
-  auto alg = otp::ParseHashAlgorithm(algorithm);
-  if (!alg.ok()) return std::nullopt;
-  auto key = otp::HotpKey::Create(secret, *alg);
-  if (!key.ok()) return std::nullopt;
+ApiResult<otp::HotpKey> FactorService::KeyFor(const Factor& f) const {
+  auto secret = OpenSecret(f);
+  auto alg = otp::ParseHashAlgorithm(f.algorithm);
+  if (!secret.ok() || !alg.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
+  auto key = otp::HotpKey::Create(*secret, *alg);
+  if (!key.ok()) return MakeError(ApiCode::kInternal, "cannot use the secret");
   return std::move(key).value();
 }
-
-}  // namespace
 
 // The candidates one code gives for `factors`: the TOTP step or HOTP counter
 // each factor's code matches, unconditionally of replays (the store decides).
@@ -260,10 +251,8 @@ ApiResult<FactorCheck> FactorService::Activate(const App& app, const std::string
     return already;  // valid:false: activation happens once
   }
   std::vector<FactorCandidate> candidates;
-  auto secret = OpenSecret(*f);
-  if (!secret.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
-  auto key = KeyOf(*secret, f->algorithm);
-  if (!key) return MakeError(ApiCode::kInternal, "cannot use the secret");
+  auto key = KeyFor(*f);
+  if (!key.ok()) return key.error();
   if (auto c = Candidates::Match(rules_, app.settings.totp_window, *f, *key, code,
                                  otp::ToUnixSeconds(clock_.Now()))) {
     c->activate = true;
@@ -296,10 +285,8 @@ ApiResult<FactorCheck> FactorService::Verify(const App& app, const std::string& 
   std::vector<FactorCandidate> candidates;
   for (const Factor& f : factors) {
     if (f.status != kFactorActive) continue;
-    auto secret = OpenSecret(f);
-    if (!secret.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
-    auto key = KeyOf(*secret, f.algorithm);
-    if (!key) return MakeError(ApiCode::kInternal, "cannot use the secret");
+    auto key = KeyFor(f);
+    if (!key.ok()) return key.error();
     if (auto c = Candidates::Match(rules_, app.settings.totp_window, f, *key, code, now_s))
       candidates.push_back(*c);
   }
@@ -324,10 +311,8 @@ ApiResult<FactorCheck> FactorService::Resync(const App& app, const std::string& 
   const bool well_formed = code1.size() == static_cast<std::size_t>(f->digits) &&
                            code2.size() == code1.size() && AllDigits(code1) && AllDigits(code2);
   if (f->status == kFactorActive && well_formed) {
-    auto secret = OpenSecret(*f);
-    if (!secret.ok()) return MakeError(ApiCode::kInternal, "cannot open the secret");
-    auto key = KeyOf(*secret, f->algorithm);
-    if (!key) return MakeError(ApiCode::kInternal, "cannot use the secret");
+    auto key = KeyFor(*f);
+    if (!key.ok()) return key.error();
     // Two consecutive codes: code1 at value v and code2 at v + 1.
     std::int64_t from = 0;
     std::int64_t to = 0;

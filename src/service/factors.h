@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "otp/clock.h"
+#include "otp/hotp.h"
 #include "otp/random.h"
 #include "service/api_error.h"
 #include "service/secrets.h"
@@ -88,6 +89,8 @@ class FactorService {
                                  const std::string& action,
                                  std::vector<FactorCandidate> candidates);
   otp::Result<std::vector<std::uint8_t>> OpenSecret(const Factor& factor) const;
+  // The factor's HMAC key (internal error if its secret cannot be opened).
+  ApiResult<otp::HotpKey> KeyFor(const Factor& factor) const;
 
   Store& store_;
   const Secrets& secrets_;
