@@ -305,6 +305,26 @@ class ThirdPartyCodesTest(FactorTestCase):
         self.assertTrue(self.activate("u-period", f["id"], pyotp_code(uri, t - 60))["valid"])
         self.assertTrue(self.verify_ok("u-period", oathtool_code(uri, at=t))["valid"])
 
+    def test_totp_window_is_an_app_setting(self):
+        name = "factors-" + type(self).__name__
+        p = self.server.otpctl("app", "update", name, "--totp-window", "11", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("totp_window", p.stderr)
+        out = json.loads(self.server.otpctl("app", "update", name, "--totp-window", "0").stdout)
+        self.assertEqual(out["settings"]["totp_window"], 0)
+        try:
+            time.sleep(1.5)  # a running otpd re-reads an app within 1 s (AppService::kKeyCacheTtl)
+            f = self.create("u-window", {"type": "totp"})
+            uri = f["otpauth_uri"]
+            t = step_guard(30)
+            # ±0 steps: the previous step's code no longer activates, the current one does.
+            self.assertFalse(self.activate("u-window", f["id"], oathtool_code(uri, at=t - 30))["valid"])
+            self.assertTrue(self.activate("u-window", f["id"], oathtool_code(uri, at=t))["valid"])
+            self.assertFalse(self.verify_ok("u-window", oathtool_code(uri, at=t + 30))["valid"])
+        finally:
+            self.server.otpctl("app", "update", name, "--totp-window", "1")
+            time.sleep(1.5)
+
     def test_hotp_by_both_tools_and_look_ahead(self):
         f = self.create("u-hotp", {"type": "hotp", "digits": 8})
         uri = f["otpauth_uri"]
