@@ -51,6 +51,7 @@ std::string AppSettingsToJson(const AppSettings& s) {
               {"max_checks", s.max_checks},
               {"max_sends", s.max_sends},
               {"resend_cooldown_s", s.resend_cooldown_s},
+              {"totp_window", s.totp_window},
               {"starts_per_recipient", s.starts_per_recipient},
               {"starts_window_s", s.starts_window_s},
               {"webhook_url", s.webhook_url},
@@ -68,6 +69,7 @@ bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
   s.max_checks = j.value("max_checks", s.max_checks);
   s.max_sends = j.value("max_sends", s.max_sends);
   s.resend_cooldown_s = j.value("resend_cooldown_s", s.resend_cooldown_s);
+  s.totp_window = j.value("totp_window", s.totp_window);
   s.starts_per_recipient = j.value("starts_per_recipient", s.starts_per_recipient);
   s.starts_window_s = j.value("starts_window_s", s.starts_window_s);
   s.webhook_url = j.value("webhook_url", s.webhook_url);
@@ -78,6 +80,26 @@ bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
   }
   *settings = std::move(s);
   return true;
+}
+
+std::chrono::seconds ThrottleDelay(const ThrottlePolicy& policy, int failures) {
+  if (failures < policy.free_failures) return std::chrono::seconds(0);
+  std::int64_t delay = policy.base_delay_s;
+  for (int i = policy.free_failures; i < failures && delay < policy.max_delay_s; ++i) delay *= 2;
+  return std::chrono::seconds(std::min<std::int64_t>(delay, policy.max_delay_s));
+}
+
+std::string FactorEventJson(const Factor& f) {
+  json j = {{"id", f.id},
+            {"user_id", f.user_id},
+            {"type", f.type},
+            {"status", f.status},
+            {"label", f.label},
+            {"issuer", f.issuer},
+            {"created_at", otp::FormatRfc3339(f.created_at)}};
+  if (!f.serial.empty()) j["serial"] = f.serial;
+  if (f.activated_at) j["activated_at"] = otp::FormatRfc3339(*f.activated_at);
+  return j.dump();
 }
 
 }  // namespace otpd
