@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "otp/crypto.h"
+#include "otp/sealing.h"
 
 namespace otpd {
 namespace {
@@ -322,6 +323,48 @@ class MemoryStore final : public Store {
   Result<std::int64_t> CountJobs() override {
     std::lock_guard lock(mu_);
     return static_cast<std::int64_t>(jobs_.size());
+  }
+
+  Result<std::vector<SealedValue>> ListSealed(std::string_view kind, std::string_view except_key_id,
+                                              std::string_view after_id, int limit) override {
+    std::lock_guard lock(mu_);
+    if (kind != kSealedVerificationCode) {
+      return otp::InvalidArgument("unknown kind of sealed value");
+    }
+    std::vector<SealedValue> out;
+    for (auto it = verifications_.upper_bound(std::string(after_id));
+         it != verifications_.end() && static_cast<int>(out.size()) < limit; ++it) {
+      const Verification& v = it->second;
+      if (v.code_sealed.empty() || otp::Keyring::KeyIdOf(v.code_sealed) == except_key_id) continue;
+      out.push_back(SealedValue{std::string(kind), v.id, v.id, v.code_sealed});
+    }
+    return out;
+  }
+
+  Result<int> ReplaceSealed(const std::vector<SealedReplacement>& replacements) override {
+    std::lock_guard lock(mu_);
+    for (const SealedReplacement& r : replacements) {
+      if (r.kind != kSealedVerificationCode) {
+        return otp::InvalidArgument("unknown kind of sealed value");
+      }
+    }
+    int applied = 0;
+    for (const SealedReplacement& r : replacements) {
+      auto it = verifications_.find(r.id);
+      if (it == verifications_.end() || it->second.code_sealed != r.old_sealed) continue;
+      it->second.code_sealed = r.new_sealed;
+      ++applied;
+    }
+    return applied;
+  }
+
+  Result<std::map<std::string, std::int64_t>> CountSealedByKeyId() override {
+    std::lock_guard lock(mu_);
+    std::map<std::string, std::int64_t> counts;
+    for (const auto& [id, v] : verifications_) {
+      if (!v.code_sealed.empty()) ++counts[otp::Keyring::KeyIdOf(v.code_sealed)];
+    }
+    return counts;
   }
 
   Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
