@@ -242,8 +242,7 @@ SealingKeys::SealingKeys(const MasterKeySet& keys, std::string master_key_file,
       reload_interval_(reload_interval),
       keyring_(std::make_shared<const otp::Keyring>(SealingKeyring(keys))),
       loaded_file_(Identify(master_key_file_)),
-      last_look_(std::chrono::steady_clock::now()),
-      last_reload_(last_look_) {}
+      last_look_(std::chrono::steady_clock::now()) {}
 
 SealingKeys::FileId SealingKeys::Identify(const std::string& path) {
   struct stat st {};

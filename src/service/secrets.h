@@ -116,8 +116,9 @@ class SealingKeys {
   mutable std::mutex mu_;
   mutable std::shared_ptr<const otp::Keyring> keyring_;
   mutable FileId loaded_file_;
-  mutable std::chrono::steady_clock::time_point last_look_{};    // Seal's check of the file
-  mutable std::chrono::steady_clock::time_point last_reload_{};  // Open's reload on unknown id
+  mutable std::chrono::steady_clock::time_point last_look_{};  // Seal's check of the file
+  // Open's last reload on an unknown id; the first one is never delayed.
+  mutable std::chrono::steady_clock::time_point last_reload_{};
 };
 
 // A keyring holding the sealing key of each key of `keys`, `keys.primary_id` primary.

@@ -184,14 +184,28 @@ TEST_F(SecretsTest, SealingRoundTripAcrossARotationByAnotherProcess) {
             otp::StatusCode::kPermissionDenied);
 }
 
+TEST_F(SecretsTest, TheFirstUnknownKeyIdReloadsAtOnce) {
+  auto running = MustLoad(std::chrono::hours(1));
+  ASSERT_TRUE(running);
+  ASSERT_TRUE(RotateMasterKey(key_file_, random_).ok());
+  auto blob = MustLoad()->keyring.Seal(Bytes("42"), "x", random_);
+  ASSERT_TRUE(blob.ok());
+  auto opened = running->keyring.Open(*blob, "x");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(Text(*opened), "42");
+}
+
 TEST_F(SecretsTest, ReloadsAreRateLimited) {
   auto running = MustLoad(std::chrono::hours(1));
   ASSERT_TRUE(running);
   const std::string old_id = running->keyring.primary_id();
+  // The first unknown key id re-reads the files at once (and finds nothing here).
+  auto stranger = Secrets(MasterKey{5}).keyring.Seal(Bytes("0"), "x", random_);
+  EXPECT_EQ(running->keyring.Open(*stranger, "x").status().code(), otp::StatusCode::kNotFound);
   ASSERT_TRUE(RotateMasterKey(key_file_, random_).ok());
   auto blob = MustLoad()->keyring.Seal(Bytes("42"), "x", random_);
   ASSERT_TRUE(blob.ok());
-  // Within the interval: neither an unknown key id nor Seal re-reads the files.
+  // Within the interval: neither another unknown key id nor Seal re-reads the files.
   EXPECT_EQ(running->keyring.Open(*blob, "x").status().code(), otp::StatusCode::kNotFound);
   EXPECT_EQ(otp::Keyring::KeyIdOf(*running->keyring.Seal(Bytes("1"), "y", random_)), old_id);
   ASSERT_TRUE(running->keyring.Reload().ok());
