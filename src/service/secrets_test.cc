@@ -350,6 +350,50 @@ TEST_P(RewrapTest, RotationWhileAnotherProcessKeepsSealing) {
   EXPECT_EQ(Text(*running->keyring.Open(v->code_sealed, v->id)), "code-ver_b10000");
 }
 
+TEST_P(RewrapTest, FactorAndHardwareTokenSecretsAreRewrappedToo) {
+  auto secrets = MustLoad();
+  ASSERT_TRUE(secrets);
+  const TimePoint now = otp::FromUnixMillis(1'700'000'000'000);
+  Factor soft;
+  soft.id = "fac_1";
+  soft.app_id = "app_a";
+  soft.user_id = "alice";
+  soft.secret_sealed =
+      *secrets->keyring.Seal(Bytes("soft-seed"), FactorSealingContext(soft.id), random_);
+  soft.created_at = now;
+  ASSERT_TRUE(store_->CreateFactor(soft).ok());
+  HardwareToken token;
+  token.serial = "SN1";
+  token.type = "hotp";
+  token.secret_sealed =
+      *secrets->keyring.Seal(Bytes("hard-seed"), HardwareTokenSealingContext("SN1"), random_);
+  token.imported_at = now;
+  ASSERT_TRUE(store_->ImportHardwareTokens({token}).ok());
+  Factor hard = soft;
+  hard.id = "fac_2";
+  hard.type = "hotp";
+  ASSERT_TRUE(store_->BindHardwareToken(hard, "SN1").ok());
+
+  auto report = RotateAndRewrap(key_file_, *store_, random_, milliseconds(0));
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->rewrapped, 3);  // fac_1, fac_2 (the token's blob) and SN1
+  auto after = MustLoad();
+  auto f1 = store_->GetFactor("app_a", "alice", "fac_1");
+  auto f2 = store_->GetFactor("app_a", "alice", "fac_2");
+  ASSERT_TRUE(f1.ok() && f2.ok());
+  EXPECT_EQ(otp::Keyring::KeyIdOf(f1->secret_sealed), report->new_key_id);
+  EXPECT_EQ(Text(*after->keyring.Open(f1->secret_sealed, FactorSealingContext("fac_1"))),
+            "soft-seed");
+  EXPECT_EQ(Text(*after->keyring.Open(f2->secret_sealed, HardwareTokenSealingContext("SN1"))),
+            "hard-seed");
+  const auto tokens = store_->ListHardwareTokens(false);
+  EXPECT_EQ(
+      Text(*after->keyring.Open((*tokens)[0].secret_sealed, HardwareTokenSealingContext("SN1"))),
+      "hard-seed");
+  using Counts = std::map<std::string, std::int64_t>;
+  EXPECT_EQ(*store_->CountSealedByKeyId(), (Counts{{report->new_key_id, 3}}));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RewrapTest, ::testing::Values("sqlite", "memory"));
 
 }  // namespace
