@@ -86,9 +86,9 @@ int main(int argc, char** argv) {
 
   auto store = otpd::OpenStore(config->store_url);
   if (!store.ok()) return Fail(store.status().message());
-  auto master = otpd::LoadOrCreateMasterKey(config->master_key_file);
-  if (!master.ok()) return Fail(master.status().message());
-  const otpd::Secrets secrets(*master);
+  auto loaded_secrets = otpd::Secrets::Load(config->master_key_file);
+  if (!loaded_secrets.ok()) return Fail(loaded_secrets.status().message());
+  const otpd::Secrets& secrets = **loaded_secrets;
 
   otp::Clock& clock = otp::SystemClock();
   otp::Random& random = otp::SystemRandom();

@@ -14,6 +14,7 @@
 #include "otp/totp.h"
 #include "service/apps.h"
 #include "service/config.h"
+#include "service/master_key.h"
 #include "store/open_store.h"
 
 namespace otpd {
@@ -171,6 +172,13 @@ int RunOtpctl(int argc, char** argv) {
   code_totp->add_option("--digits", digits, "6..10 (default 6)");
   code_totp->add_option("--algorithm", algorithm, "SHA1, SHA256 or SHA512 (default SHA1)");
 
+  auto* master_key = cli.add_subcommand("master-key", "rotate the master key, show key status");
+  master_key->require_subcommand(1);
+  auto* master_key_rotate = master_key->add_subcommand(
+      "rotate", "write a new master key and re-wrap every sealed secret under it");
+  auto* master_key_status =
+      master_key->add_subcommand("status", "show the master keys and what each one seals");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -204,6 +212,29 @@ int RunOtpctl(int argc, char** argv) {
   if (!store.ok()) return Error(store.status().message());
   if (*migrate) {
     std::cout << json{{"migrated", true}}.dump() << "\n";
+    return 0;
+  }
+  if (*master_key_rotate) {
+    auto report = RotateAndRewrap(config->master_key_file, **store, otp::SystemRandom());
+    if (!report.ok()) return Error(report.status().message());
+    std::cout << json{{"old_key_id", report->old_key_id},
+                      {"new_key_id", report->new_key_id},
+                      {"rewrapped", report->rewrapped}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  if (*master_key_status) {
+    auto st = GetMasterKeyStatus(config->master_key_file, **store);
+    if (!st.ok()) return Error(st.status().message());
+    json key_ids = json::array();
+    for (const auto& [id, k] : st->keys.keys) key_ids.push_back(id);
+    std::cout << json{{"primary_key_id", st->keys.primary_id},
+                      {"code_hash_key_id", st->keys.code_hash_key_id},
+                      {"key_ids", key_ids},
+                      {"sealed_by_key_id", st->sealed_by_key_id}}
+                     .dump()
+              << "\n";
     return 0;
   }
   AppService apps(**store, otp::SystemClock(), otp::SystemRandom());

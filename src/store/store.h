@@ -10,7 +10,9 @@
 // All methods are thread-safe. Times are passed in by the caller (injected clock).
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +74,33 @@ struct ReportOutcome {
   TimePoint sent_at;             // when the provider took the message
   bool next_step_fired = false;  // an undelivered/failed report brought the next step forward
   bool undeliverable = false;    // ... or it was the last step and nothing got through
+};
+
+// A value sealed with otp::Keyring (otp/sealing.h) somewhere in the store: what
+// master-key rotation re-wraps. Each kind is one column of one table.
+inline constexpr std::string_view kSealedVerificationCode = "verification_code";
+inline constexpr std::string_view kSealedFactorSecret = "factor_secret";
+inline constexpr std::string_view kSealedHardwareTokenSecret = "hardware_token_secret";
+// Every kind, in the order rotation re-wraps them.
+inline constexpr std::string_view kSealedKinds[] = {kSealedVerificationCode, kSealedFactorSecret,
+                                                    kSealedHardwareTokenSecret};
+
+struct SealedValue {
+  std::string kind;
+  std::string id;  // the row's id (a hardware token's: its serial)
+  // What the blob is bound to: a verification's id, FactorSealingContext(id) or,
+  // for a factor bound to a hardware token and the token itself,
+  // HardwareTokenSealingContext(serial).
+  std::string associated_data;
+  std::string sealed;
+};
+
+// Replace `old_sealed` by `new_sealed`, only if the row still holds `old_sealed`.
+struct SealedReplacement {
+  std::string kind;
+  std::string id;
+  std::string old_sealed;
+  std::string new_sealed;
 };
 
 // One way a submitted token code could be right, found by the caller (which
@@ -205,6 +234,18 @@ class Store {
   }
   // Queued delivery jobs (for /metrics).
   virtual Result<std::int64_t> CountJobs() = 0;
+
+  // --- sealed values (master-key rotation, SPEC §6)
+  // Up to `limit` values of `kind` whose blob is not sealed with `except_key_id`,
+  // ordered by id, with id > `after_id`. InvalidArgument for an unknown kind.
+  virtual Result<std::vector<SealedValue>> ListSealed(std::string_view kind,
+                                                      std::string_view except_key_id,
+                                                      std::string_view after_id, int limit) = 0;
+  // Applies each replacement whose row still holds its old blob, in one
+  // transaction; returns how many were applied (the others changed meanwhile).
+  virtual Result<int> ReplaceSealed(const std::vector<SealedReplacement>& replacements) = 0;
+  // How many sealed values (of every kind) each key id holds.
+  virtual Result<std::map<std::string, std::int64_t>> CountSealedByKeyId() = 0;
 
   // --- delivery reports
   // Applies reports in one transaction. A report moves a `sent` delivery to its

@@ -427,6 +427,55 @@ TEST_P(StoreTest, NewestPendingAndStartCounts) {
   EXPECT_EQ(*store_->CountStartsSince("app_a", a.to, now_ + seconds(1)), 1);
 }
 
+TEST_P(StoreTest, SealedValuesAreListedAndReplacedConditionally) {
+  // Blobs as otp::Keyring writes them: "v1.<key_id>.<payload>".
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now_);
+    v.code_sealed = (i < 3 ? "v1.mold." : "v1.mnew.") + std::to_string(i);
+    ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+    ids.push_back(v.id);
+  }
+  // A verification that left pending holds no sealed code any more.
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_0", now_).ok());
+
+  using Counts = std::map<std::string, std::int64_t>;
+  EXPECT_EQ(*store_->CountSealedByKeyId(), (Counts{{"mold", 2}, {"mnew", 2}}));
+  EXPECT_EQ(store_->ListSealed("nope", "mnew", "", 10).status().code(),
+            otp::StatusCode::kInvalidArgument);
+
+  // Pages in id order, after a cursor, skipping the key given.
+  auto page = store_->ListSealed(kSealedVerificationCode, "mnew", "", 1);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, "ver_1");
+  EXPECT_EQ((*page)[0].associated_data, "ver_1");
+  EXPECT_EQ((*page)[0].sealed, "v1.mold.1");
+  EXPECT_EQ((*page)[0].kind, kSealedVerificationCode);
+  page = store_->ListSealed(kSealedVerificationCode, "mnew", "ver_1", 10);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, "ver_2");
+  EXPECT_TRUE(store_->ListSealed(kSealedVerificationCode, "mnew", "ver_2", 10)->empty());
+  // A key id that is a prefix of another does not match it.
+  EXPECT_EQ(store_->ListSealed(kSealedVerificationCode, "mne", "", 10)->size(), 4u);
+
+  // Only a row that still holds the blob read is replaced.
+  auto applied = store_->ReplaceSealed({
+      {std::string(kSealedVerificationCode), "ver_1", "v1.mold.1", "v1.mnew.1b"},
+      {std::string(kSealedVerificationCode), "ver_2", "v1.mold.changed", "v1.mnew.2b"},
+      {std::string(kSealedVerificationCode), "ver_0", "v1.mold.0", "v1.mnew.0b"},
+      {std::string(kSealedVerificationCode), "ver_x", "v1.mold.9", "v1.mnew.9"},
+  });
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ(*applied, 1);
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_1")->code_sealed, "v1.mnew.1b");
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_2")->code_sealed, "v1.mold.2");
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_0")->code_sealed, "");
+  EXPECT_EQ(*store_->CountSealedByKeyId(), (Counts{{"mold", 1}, {"mnew", 3}}));
+  EXPECT_EQ(store_->ReplaceSealed({{"nope", "ver_1", "a", "b"}}).status().code(),
+            otp::StatusCode::kInvalidArgument);
+}
+
 // --- factors, recovery codes, throttles, events, audit, hardware tokens
 
 Factor MakeFactor(const std::string& id, const std::string& app_id, const std::string& user,
@@ -805,6 +854,50 @@ TEST_P(StoreTest, HardwareTokenBindsToOneUserAndDeletingFreesIt) {
             otp::StatusCode::kFailedPrecondition);
   EXPECT_EQ(EventTypes(*store_, "app_b"),
             (std::vector<std::string>{"factor.created", "factor.deleted"}));
+}
+
+TEST_P(StoreTest, FactorAndHardwareTokenSecretsAreSealedValues) {
+  Factor soft = MakeFactor("fac_1", "app_a", "alice", "totp", now_);
+  soft.secret_sealed = "v1.mold.soft";
+  ASSERT_TRUE(store_->CreateFactor(soft).ok());
+  HardwareToken t1 = MakeToken("S1", "hotp", now_);
+  t1.secret_sealed = "v1.mold.t1";
+  HardwareToken t2 = MakeToken("S2", "hotp", now_);
+  t2.secret_sealed = "v1.mnew.t2";
+  ASSERT_TRUE(store_->ImportHardwareTokens({t1, t2}).ok());
+  auto bound = store_->BindHardwareToken(MakeFactor("fac_2", "app_a", "bob", "hotp", now_), "S1");
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+
+  using Counts = std::map<std::string, std::int64_t>;
+  // fac_2 holds the token's blob: S1 and fac_2 count apart.
+  EXPECT_EQ(*store_->CountSealedByKeyId(), (Counts{{"mold", 3}, {"mnew", 1}}));
+
+  auto factors = store_->ListSealed(kSealedFactorSecret, "mnew", "", 10);
+  ASSERT_TRUE(factors.ok()) << factors.status().ToString();
+  ASSERT_EQ(factors->size(), 2u);
+  EXPECT_EQ((*factors)[0].id, "fac_1");
+  EXPECT_EQ((*factors)[0].associated_data, FactorSealingContext("fac_1"));
+  EXPECT_EQ((*factors)[0].sealed, "v1.mold.soft");
+  EXPECT_EQ((*factors)[1].id, "fac_2");
+  EXPECT_EQ((*factors)[1].associated_data, HardwareTokenSealingContext("S1"));
+  auto tokens = store_->ListSealed(kSealedHardwareTokenSecret, "mnew", "", 10);
+  ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+  ASSERT_EQ(tokens->size(), 1u);
+  EXPECT_EQ((*tokens)[0].id, "S1");
+  EXPECT_EQ((*tokens)[0].associated_data, HardwareTokenSealingContext("S1"));
+  EXPECT_EQ(store_->ListSealed(kSealedHardwareTokenSecret, "mnew", "S1", 10)->size(), 0u);
+
+  auto applied = store_->ReplaceSealed({
+      {std::string(kSealedFactorSecret), "fac_1", "v1.mold.soft", "v1.mnew.soft2"},
+      {std::string(kSealedFactorSecret), "fac_2", "v1.mold.stale", "v1.mnew.x"},
+      {std::string(kSealedHardwareTokenSecret), "S1", "v1.mold.t1", "v1.mnew.t1b"},
+  });
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  EXPECT_EQ(*applied, 2);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_1")->secret_sealed, "v1.mnew.soft2");
+  EXPECT_EQ(store_->GetFactor("app_a", "bob", "fac_2")->secret_sealed, "v1.mold.t1");
+  EXPECT_EQ((*store_->ListHardwareTokens(false))[0].secret_sealed, "v1.mnew.t1b");
+  EXPECT_EQ(*store_->CountSealedByKeyId(), (Counts{{"mold", 1}, {"mnew", 3}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "memory"));

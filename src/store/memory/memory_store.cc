@@ -6,6 +6,7 @@
 #include <set>
 
 #include "otp/crypto.h"
+#include "otp/sealing.h"
 #include "store/factor_attempt.h"
 
 namespace otpd {
@@ -324,6 +325,67 @@ class MemoryStore final : public Store {
   Result<std::int64_t> CountJobs() override {
     std::lock_guard lock(mu_);
     return static_cast<std::int64_t>(jobs_.size());
+  }
+
+  Result<std::vector<SealedValue>> ListSealed(std::string_view kind, std::string_view except_key_id,
+                                              std::string_view after_id, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<SealedValue> out;
+    auto collect = [&](const auto& rows, auto blob, auto associated_data) {
+      for (auto it = rows.upper_bound(std::string(after_id));
+           it != rows.end() && static_cast<int>(out.size()) < limit; ++it) {
+        const std::string& sealed = blob(it->second);
+        if (sealed.empty() || otp::Keyring::KeyIdOf(sealed) == except_key_id) continue;
+        out.push_back(
+            SealedValue{std::string(kind), it->first, associated_data(it->second), sealed});
+      }
+    };
+    if (kind == kSealedVerificationCode) {
+      collect(
+          verifications_, [](const Verification& v) -> const std::string& { return v.code_sealed; },
+          [](const Verification& v) { return v.id; });
+    } else if (kind == kSealedFactorSecret) {
+      collect(
+          factors_, [](const Factor& f) -> const std::string& { return f.secret_sealed; },
+          [](const Factor& f) {
+            return f.serial.empty() ? FactorSealingContext(f.id)
+                                    : HardwareTokenSealingContext(f.serial);
+          });
+    } else if (kind == kSealedHardwareTokenSecret) {
+      collect(
+          tokens_, [](const HardwareToken& t) -> const std::string& { return t.secret_sealed; },
+          [](const HardwareToken& t) { return HardwareTokenSealingContext(t.serial); });
+    } else {
+      return otp::InvalidArgument("unknown kind of sealed value");
+    }
+    return out;
+  }
+
+  Result<int> ReplaceSealed(const std::vector<SealedReplacement>& replacements) override {
+    std::lock_guard lock(mu_);
+    for (const SealedReplacement& r : replacements) {
+      if (!IsSealedKind(r.kind)) return otp::InvalidArgument("unknown kind of sealed value");
+    }
+    int applied = 0;
+    for (const SealedReplacement& r : replacements) {
+      std::string* slot = SealedSlot(r.kind, r.id);
+      if (slot == nullptr || slot->empty() || *slot != r.old_sealed) continue;
+      *slot = r.new_sealed;
+      ++applied;
+    }
+    return applied;
+  }
+
+  Result<std::map<std::string, std::int64_t>> CountSealedByKeyId() override {
+    std::lock_guard lock(mu_);
+    std::map<std::string, std::int64_t> counts;
+    auto count = [&](const std::string& sealed) {
+      if (!sealed.empty()) ++counts[otp::Keyring::KeyIdOf(sealed)];
+    };
+    for (const auto& [id, v] : verifications_) count(v.code_sealed);
+    for (const auto& [id, f] : factors_) count(f.secret_sealed);
+    for (const auto& [serial, t] : tokens_) count(t.secret_sealed);
+    return counts;
   }
 
   Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
@@ -738,6 +800,27 @@ class MemoryStore final : public Store {
       if (delivery_owner_.at(id) == v.id) out.deliveries.push_back(d);
     }
     return out;
+  }
+
+  static bool IsSealedKind(std::string_view kind) {
+    return std::find(std::begin(kSealedKinds), std::end(kSealedKinds), kind) !=
+           std::end(kSealedKinds);
+  }
+  // The sealed blob of (kind, id); nullptr if there is no such row.
+  std::string* SealedSlot(std::string_view kind, const std::string& id) {
+    if (kind == kSealedVerificationCode) {
+      auto it = verifications_.find(id);
+      return it == verifications_.end() ? nullptr : &it->second.code_sealed;
+    }
+    if (kind == kSealedFactorSecret) {
+      auto it = factors_.find(id);
+      return it == factors_.end() ? nullptr : &it->second.secret_sealed;
+    }
+    if (kind == kSealedHardwareTokenSecret) {
+      auto it = tokens_.find(id);
+      return it == tokens_.end() ? nullptr : &it->second.secret_sealed;
+    }
+    return nullptr;
   }
 
   std::mutex mu_;

@@ -28,6 +28,32 @@ using sqlite::Stmt;
 std::int64_t Ms(TimePoint t) { return otp::ToUnixMillis(t); }
 TimePoint At(std::int64_t ms) { return otp::FromUnixMillis(ms); }
 
+// Where each kind of sealed value lives (Store::ListSealed and friends).
+struct SealedColumn {
+  std::string_view kind;
+  const char* table;
+  const char* id;               // the row's key
+  const char* column;           // the blob; NULL or '' when there is none
+  const char* associated_data;  // SQL for what the blob is bound to (see model.h)
+};
+constexpr SealedColumn kSealedColumns[] = {
+    {kSealedVerificationCode, "verifications", "id", "code_sealed", "id"},
+    {kSealedFactorSecret, "factors", "id", "secret_sealed",
+     "CASE WHEN serial <> '' THEN 'hwtoken:' || serial ELSE 'factor:' || id END"},
+    {kSealedHardwareTokenSecret, "hardware_tokens", "serial", "secret_sealed",
+     "'hwtoken:' || serial"},
+};
+
+const SealedColumn* FindSealedColumn(std::string_view kind) {
+  for (const SealedColumn& c : kSealedColumns) {
+    if (c.kind == kind) return &c;
+  }
+  return nullptr;
+}
+
+// "v1.<key_id>.": how every blob sealed with `key_id` starts (otp/sealing.h).
+std::string SealedPrefix(std::string_view key_id) { return "v1." + std::string(key_id) + "."; }
+
 // Schema versions, applied in order; each runs once, in one transaction.
 const char* const kMigrations[] = {
     // 1: apps, keys, verifications, deliveries, jobs, idempotency.
@@ -753,6 +779,64 @@ class SqliteStore final : public Store {
       Stmt s = db.Prepare("SELECT COUNT(*) FROM jobs");
       s.Step();
       return s.Int(0);
+    });
+  }
+
+  Result<std::vector<SealedValue>> ListSealed(std::string_view kind, std::string_view except_key_id,
+                                              std::string_view after_id, int limit) override {
+    const SealedColumn* c = FindSealedColumn(kind);
+    if (c == nullptr) return otp::InvalidArgument("unknown kind of sealed value");
+    const std::string id = c->id;
+    const std::string sql = "SELECT " + id + ", " + c->associated_data + ", " + c->column +
+                            " FROM " + c->table + " WHERE " + c->column + " IS NOT NULL AND " +
+                            c->column + " <> '' AND substr(" + c->column + ", 1, ?1) <> ?2 " +
+                            "AND " + id + " > ?3 ORDER BY " + id + " LIMIT ?4";
+    return Read<std::vector<SealedValue>>([&](Db& db) -> Result<std::vector<SealedValue>> {
+      const std::string prefix = SealedPrefix(except_key_id);
+      Stmt s = db.Prepare(sql);
+      s.BindAll(static_cast<std::int64_t>(prefix.size()), prefix, after_id, limit);
+      std::vector<SealedValue> out;
+      while (s.Step())
+        out.push_back(SealedValue{std::string(kind), s.Text(0), s.Text(1), s.Text(2)});
+      return out;
+    });
+  }
+
+  Result<int> ReplaceSealed(const std::vector<SealedReplacement>& replacements) override {
+    for (const SealedReplacement& r : replacements) {
+      if (FindSealedColumn(r.kind) == nullptr) {
+        return otp::InvalidArgument("unknown kind of sealed value");
+      }
+    }
+    return WriteResult<int>([&](Db& db) -> Result<int> {
+      int applied = 0;
+      for (const SealedReplacement& r : replacements) {
+        const SealedColumn* c = FindSealedColumn(r.kind);
+        applied += db.Prepare(std::string("UPDATE ") + c->table + " SET " + c->column +
+                              " = ?1 WHERE " + c->id + " = ?2 AND " + c->column + " = ?3")
+                       .BindAll(r.new_sealed, r.id, r.old_sealed)
+                       .Exec();
+      }
+      return applied;
+    });
+  }
+
+  Result<std::map<std::string, std::int64_t>> CountSealedByKeyId() override {
+    using Counts = std::map<std::string, std::int64_t>;
+    return Read<Counts>([&](Db& db) -> Result<Counts> {
+      ReadTxn txn(db);
+      Counts counts;
+      for (const SealedColumn& c : kSealedColumns) {
+        // The key id sits between "v1." and the next '.' ('' for a malformed blob).
+        const std::string col = c.column;
+        const std::string dot = "instr(substr(" + col + ", 4), '.')";
+        Stmt s = db.Prepare("SELECT CASE WHEN substr(" + col + ", 1, 3) = 'v1.' AND " + dot +
+                            " > 1 THEN substr(" + col + ", 4, " + dot +
+                            " - 1) ELSE '' END AS key_id, COUNT(*) FROM " + c.table + " WHERE " +
+                            col + " IS NOT NULL AND " + col + " <> '' GROUP BY key_id");
+        while (s.Step()) counts[s.Text(0)] += s.Int(1);
+      }
+      return counts;
     });
   }
 
