@@ -80,4 +80,24 @@ bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
   return true;
 }
 
+std::chrono::seconds ThrottleDelay(const ThrottlePolicy& policy, int failures) {
+  if (failures < policy.free_failures) return std::chrono::seconds(0);
+  std::int64_t delay = policy.base_delay_s;
+  for (int i = policy.free_failures; i < failures && delay < policy.max_delay_s; ++i) delay *= 2;
+  return std::chrono::seconds(std::min<std::int64_t>(delay, policy.max_delay_s));
+}
+
+std::string FactorEventJson(const Factor& f) {
+  json j = {{"id", f.id},
+            {"user_id", f.user_id},
+            {"type", f.type},
+            {"status", f.status},
+            {"label", f.label},
+            {"issuer", f.issuer},
+            {"created_at", otp::FormatRfc3339(f.created_at)}};
+  if (!f.serial.empty()) j["serial"] = f.serial;
+  if (f.activated_at) j["activated_at"] = otp::FormatRfc3339(*f.activated_at);
+  return j.dump();
+}
+
 }  // namespace otpd

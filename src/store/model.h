@@ -1,9 +1,12 @@
-// The records otpd keeps: apps, API keys, verifications, deliveries, jobs.
+// The records otpd keeps: apps, API keys, verifications, deliveries, jobs,
+// factors (TOTP/HOTP tokens), recovery codes, throttles, hardware tokens,
+// events (the webhook outbox) and the audit trail.
 // Plain values, copied freely; no behaviour beyond (de)serialisation helpers.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -168,5 +171,108 @@ struct IdempotencyRecord {
   int response_status = 201;
   TimePoint created_at;
 };
+
+// Factor types and statuses (SPEC §4.2).
+inline constexpr const char* kFactorTotp = "totp";
+inline constexpr const char* kFactorHotp = "hotp";
+inline constexpr const char* kFactorUnverified = "unverified";
+inline constexpr const char* kFactorActive = "active";
+
+// A token a person holds: an authenticator app's TOTP/HOTP seed, or a bound
+// hardware token. The secret is sealed with the app's otp::Keyring: for a
+// generated secret the associated data is FactorSealingContext(id); a bound
+// hardware token keeps the token's own blob (HardwareTokenSealingContext(serial)).
+struct Factor {
+  std::string id;  // "fac_…"
+  std::string app_id;
+  std::string user_id;
+  std::string type = kFactorTotp;  // kFactorTotp | kFactorHotp
+  std::string status = kFactorUnverified;
+  std::string secret_sealed;
+  std::string algorithm = "SHA1";  // SHA1 | SHA256 | SHA512
+  int digits = 6;
+  int period = 30;              // TOTP seconds per step
+  std::int64_t counter = 0;     // HOTP: the next counter value expected
+  std::int64_t last_step = -1;  // TOTP: the last accepted time step (-1: none yet)
+  std::int64_t drift = 0;       // TOTP: steps the token's clock runs ahead (set by resync)
+  std::string label;
+  std::string issuer;
+  std::string serial;  // the bound hardware token's serial; empty for a generated secret
+  TimePoint created_at{};
+  std::optional<TimePoint> activated_at;
+};
+
+// Associated data of a factor's sealed secret (binds the blob to its row).
+inline std::string FactorSealingContext(std::string_view factor_id) {
+  return "factor:" + std::string(factor_id);
+}
+inline std::string HardwareTokenSealingContext(std::string_view serial) {
+  return "hwtoken:" + std::string(serial);
+}
+
+// One recovery code of a user: only its keyed hash (bound to app and user).
+struct RecoveryCode {
+  std::string code_hash;
+  TimePoint created_at{};
+  std::optional<TimePoint> used_at;
+};
+
+// Consecutive failed token checks of one (app, user) (SPEC §4.2, SECURITY.md 7-9).
+struct ThrottleState {
+  int failures = 0;
+  std::optional<TimePoint> blocked_until;  // attempts before this answer user_throttled
+  bool locked = false;                     // until `otpctl user unlock`
+};
+
+// How failures turn into delays and a lock. Defaults are SPEC §4.2's.
+struct ThrottlePolicy {
+  int free_failures = 5;    // the Nth consecutive failure starts the first delay
+  int base_delay_s = 30;    // doubled with each further failure
+  int max_delay_s = 3600;   // cap
+  int lock_failures = 100;  // this many consecutive failures lock the user
+};
+
+// The delay that follows the `failures`-th consecutive failure (0 s before
+// policy.free_failures).
+std::chrono::seconds ThrottleDelay(const ThrottlePolicy& policy, int failures);
+
+// One webhook-ready event (issue 5 sends them), written in the same transaction
+// as the state change it reports.
+struct Event {
+  std::int64_t id = 0;  // increasing
+  std::string app_id;
+  std::string type;  // "factor.activated", "recovery_code.used", ...
+  std::string data_json = "{}";
+  TimePoint created_at{};
+};
+
+// One line of the append-only audit trail. Never a secret or a code.
+struct AuditEntry {
+  std::int64_t id = 0;
+  TimePoint at{};
+  std::string app_id;
+  std::string actor;    // "api", "otpctl"
+  std::string action;   // "factor.verify", "factor.replay", "user.unlock", ...
+  std::string subject;  // "user:<id>" or a factor id
+  std::string result;   // "valid", "invalid", "refused", ...
+  std::string detail;
+};
+
+// A hardware token imported from its vendor's seed file (PSKC or CSV).
+struct HardwareToken {
+  std::string serial;         // unique
+  std::string type;           // "hotp" | "totp"
+  std::string secret_sealed;  // Keyring blob, associated data "hwtoken:" + serial
+  std::string algorithm = "SHA1";
+  int digits = 6;
+  int period = 30;           // totp
+  std::int64_t counter = 0;  // hotp
+  TimePoint imported_at{};
+  std::string app_id, user_id, factor_id;  // empty while unassigned
+  std::optional<TimePoint> revoked_at;
+};
+
+// The `data` of factor events: the factor without its secret.
+std::string FactorEventJson(const Factor& factor);
 
 }  // namespace otpd

@@ -74,6 +74,56 @@ struct ReportOutcome {
   bool undeliverable = false;    // ... or it was the last step and nothing got through
 };
 
+// One way a submitted token code could be right, found by the caller (which
+// unseals the secrets and computes codes); the store applies it only if its
+// conditional update still holds, so concurrent attempts with the same code
+// succeed once.
+struct FactorCandidate {
+  enum class Kind { kFactor, kRecoveryCode };
+  Kind kind = Kind::kFactor;
+  std::string factor_id;  // kFactor
+  // kFactor: the TOTP time step or HOTP counter the code matched. A resync
+  // passes its second code's value here and its first code's in `first`.
+  std::int64_t matched = 0;
+  std::optional<std::int64_t> first;  // default: `matched`
+  // kFactor: the factor must be unverified and becomes active (activation);
+  // otherwise it must be active.
+  bool activate = false;
+  std::string code_hash;              // kRecoveryCode: keyed hash of the normalised code
+  std::optional<std::int64_t> drift;  // kFactor, TOTP resync: the factor's new drift
+};
+
+// One attempt (activate, verify or resync) for a user.
+//
+// Applied in one transaction: refused without counting if the user is locked
+// or blocked; else the candidates are tried in order, each a conditional update
+// (TOTP: last_step < first, then last_step = matched; HOTP: counter <= first,
+// then counter = matched + 1; recovery code: unused, then used). The first that
+// applies wins and clears the failure count; if none applies, a failure is
+// counted (delay and lock by `policy`). A TOTP candidate at or below the last
+// accepted step is a replay: refused and audited.
+struct FactorAttempt {
+  std::string app_id;
+  std::string user_id;
+  std::string action;  // for the audit trail: "factor.verify", "factor.activate", "factor.resync"
+  std::vector<FactorCandidate> candidates;
+  ThrottlePolicy policy;
+  TimePoint now{};
+};
+
+struct FactorAttemptOutcome {
+  enum class Refusal { kNone, kThrottled, kLocked };
+  Refusal refusal = Refusal::kNone;
+  TimePoint retry_at{};  // kThrottled: when attempts are taken again
+  bool valid = false;
+  std::optional<FactorCandidate> matched;  // the candidate that applied
+  std::string factor_type;                 // its factor's type ("totp"/"hotp"), if a factor
+  std::string factor_status;               // its factor's status after the attempt
+  bool replay = false;                     // a TOTP candidate was a replayed time step
+  int failures = 0;                        // consecutive failures after the attempt
+  bool locked_now = false;                 // this attempt locked the user
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -164,6 +214,60 @@ class Store {
   // delivered, the verification becomes undeliverable. One outcome per report.
   virtual Result<std::vector<ReportOutcome>> ApplyDeliveryReports(
       const std::vector<DeliveryReport>& reports, TimePoint now) = 0;
+  // --- factors (SPEC §4.2)
+  // Stores a new factor and writes its factor.created event. AlreadyExists for a taken id.
+  virtual Status CreateFactor(const Factor& factor) = 0;
+  // NotFound unless the factor exists for this app and user.
+  virtual Result<Factor> GetFactor(std::string_view app_id, std::string_view user_id,
+                                   std::string_view factor_id) = 0;
+  // Oldest first.
+  virtual Result<std::vector<Factor>> ListFactors(std::string_view app_id,
+                                                  std::string_view user_id) = 0;
+  // Deletes the factor (a bound hardware token is freed, keeping its counter)
+  // and writes factor.deleted. NotFound unless it exists for this app and user.
+  virtual Status DeleteFactor(std::string_view app_id, std::string_view user_id,
+                              std::string_view factor_id, TimePoint now) = 0;
+  // Binds the unassigned, unrevoked hardware token `serial` to a new factor,
+  // atomically: the factor takes `factor`'s id, app, user, label, issuer and
+  // created_at, and the token's type, parameters, counter and sealed secret
+  // (the token's blob is kept). NotFound for an unknown serial;
+  // FailedPrecondition if revoked, bound already, or not of `factor.type`.
+  virtual Result<Factor> BindHardwareToken(const Factor& factor, std::string_view serial) = 0;
+
+  // One attempt, atomically (see FactorAttempt).
+  virtual Result<FactorAttemptOutcome> RecordFactorAttempt(const FactorAttempt& attempt) = 0;
+
+  // --- recovery codes
+  // Replaces the user's set with `code_hashes` atomically; writes recovery_codes.issued.
+  virtual Status ReplaceRecoveryCodes(std::string_view app_id, std::string_view user_id,
+                                      const std::vector<std::string>& code_hashes,
+                                      TimePoint now) = 0;
+  virtual Result<std::vector<RecoveryCode>> ListRecoveryCodes(std::string_view app_id,
+                                                              std::string_view user_id) = 0;
+
+  // --- throttling
+  // The user's state (all defaults when there is none).
+  virtual Result<ThrottleState> GetThrottle(std::string_view app_id, std::string_view user_id) = 0;
+  // Clears the lock, delay and failure count; audited with `actor`. Returns
+  // whether the user was locked.
+  virtual Result<bool> UnlockUser(std::string_view app_id, std::string_view user_id,
+                                  std::string_view actor, TimePoint now) = 0;
+
+  // --- events and audit
+  // Events of `app_id` (empty: every app) with id > after_id, oldest first.
+  virtual Result<std::vector<Event>> ListEvents(std::string_view app_id, std::int64_t after_id,
+                                                int limit) = 0;
+  virtual Status AppendAudit(const AuditEntry& entry) = 0;
+  // The newest `limit` audit entries of `app_id` (empty: every app), oldest first.
+  virtual Result<std::vector<AuditEntry>> ListAudit(std::string_view app_id, int limit) = 0;
+
+  // --- hardware tokens inventory
+  // All or nothing: AlreadyExists (message names the serial) if any serial exists already.
+  virtual Status ImportHardwareTokens(const std::vector<HardwareToken>& tokens) = 0;
+  virtual Result<std::vector<HardwareToken>> ListHardwareTokens(bool unassigned_only) = 0;
+  // NotFound for an unknown serial. A revoked token can no longer be bound; a bound one's factor is
+  // deleted.
+  virtual Status RevokeHardwareToken(std::string_view serial, TimePoint now) = 0;
 };
 
 }  // namespace otpd

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -424,6 +425,378 @@ TEST_P(StoreTest, NewestPendingAndStartCounts) {
   EXPECT_EQ(store_->NewestPending("app_b", a.to).status().code(), otp::StatusCode::kNotFound);
   EXPECT_EQ(*store_->CountStartsSince("app_a", a.to, now_), 2);
   EXPECT_EQ(*store_->CountStartsSince("app_a", a.to, now_ + seconds(1)), 1);
+}
+
+// --- factors, recovery codes, throttles, events, audit, hardware tokens
+
+Factor MakeFactor(const std::string& id, const std::string& app_id, const std::string& user,
+                  const std::string& type, TimePoint now) {
+  Factor f;
+  f.id = id;
+  f.app_id = app_id;
+  f.user_id = user;
+  f.type = type;
+  f.secret_sealed = "v1.k.sealed-" + id;
+  f.label = "alice@example.com";
+  f.issuer = "Example";
+  f.created_at = now;
+  return f;
+}
+
+FactorAttempt Attempt(const std::string& user, std::vector<FactorCandidate> candidates,
+                      TimePoint now, const std::string& app = "app_a") {
+  FactorAttempt a;
+  a.app_id = app;
+  a.user_id = user;
+  a.action = "factor.verify";
+  a.candidates = std::move(candidates);
+  a.now = now;
+  return a;
+}
+
+FactorCandidate FactorAt(const std::string& id, std::int64_t matched, bool activate = false) {
+  FactorCandidate c;
+  c.factor_id = id;
+  c.matched = matched;
+  c.activate = activate;
+  return c;
+}
+
+FactorCandidate RecoveryHash(const std::string& hash) {
+  FactorCandidate c;
+  c.kind = FactorCandidate::Kind::kRecoveryCode;
+  c.code_hash = hash;
+  return c;
+}
+
+std::vector<std::string> EventTypes(Store& store, const std::string& app) {
+  std::vector<std::string> out;
+  for (const Event& e : *store.ListEvents(app, 0, 1000)) out.push_back(e.type);
+  return out;
+}
+
+TEST_P(StoreTest, FactorsAreScopedToAppAndUser) {
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_1", "app_a", "alice", "totp", now_)).ok());
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_2", "app_a", "alice", "hotp", now_)).ok());
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_3", "app_a", "bob", "totp", now_)).ok());
+  EXPECT_EQ(store_->CreateFactor(MakeFactor("fac_1", "app_a", "x", "totp", now_)).code(),
+            otp::StatusCode::kAlreadyExists);
+  auto got = store_->GetFactor("app_a", "alice", "fac_1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->secret_sealed, "v1.k.sealed-fac_1");
+  EXPECT_EQ(got->status, kFactorUnverified);
+  EXPECT_EQ(got->last_step, -1);
+  EXPECT_EQ(got->created_at, now_);
+  EXPECT_FALSE(got->activated_at.has_value());
+  EXPECT_EQ(store_->GetFactor("app_b", "alice", "fac_1").status().code(),
+            otp::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetFactor("app_a", "bob", "fac_1").status().code(), otp::StatusCode::kNotFound);
+  auto list = store_->ListFactors("app_a", "alice");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, "fac_1");
+  EXPECT_EQ((*list)[1].type, "hotp");
+  EXPECT_TRUE(store_->ListFactors("app_b", "alice")->empty());
+
+  EXPECT_EQ(store_->DeleteFactor("app_b", "alice", "fac_1", now_).code(),
+            otp::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->DeleteFactor("app_a", "alice", "fac_1", now_).ok());
+  EXPECT_EQ(store_->DeleteFactor("app_a", "alice", "fac_1", now_).code(),
+            otp::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListFactors("app_a", "alice")->size(), 1u);
+  EXPECT_EQ(EventTypes(*store_, "app_a"),
+            (std::vector<std::string>{"factor.created", "factor.created", "factor.created",
+                                      "factor.deleted"}));
+  EXPECT_TRUE(EventTypes(*store_, "app_b").empty());
+}
+
+TEST_P(StoreTest, ActivationThenTotpStepsOnlyMoveForward) {
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_t", "app_a", "alice", "totp", now_)).ok());
+  // An unverified factor does not verify; it activates.
+  auto r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 100)}, now_));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->valid);
+  r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 100, true)}, now_));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->valid);
+  EXPECT_EQ(r->factor_status, kFactorActive);
+  EXPECT_EQ(r->failures, 0);
+  auto f = store_->GetFactor("app_a", "alice", "fac_t");
+  EXPECT_EQ(f->status, kFactorActive);
+  EXPECT_EQ(f->last_step, 100);
+  EXPECT_EQ(f->activated_at, now_);
+  // Activating twice does nothing.
+  EXPECT_FALSE(
+      store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 101, true)}, now_))->valid);
+
+  // The same step again, and an earlier one: replays, refused and audited.
+  r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 100)}, now_));
+  EXPECT_FALSE(r->valid);
+  EXPECT_TRUE(r->replay);
+  r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 99)}, now_));
+  EXPECT_FALSE(r->valid);
+  EXPECT_TRUE(r->replay);
+  r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 101)}, now_));
+  EXPECT_TRUE(r->valid);
+  EXPECT_FALSE(r->replay);
+  EXPECT_EQ(r->factor_type, "totp");
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 101);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->drift, 0);
+  // A resync moves the drift with the step.
+  FactorCandidate resync = FactorAt("fac_t", 141);
+  resync.first = 140;
+  resync.drift = 40;
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {resync}, now_))->valid);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->drift, 40);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 141);
+
+  int replays = 0;
+  for (const AuditEntry& e : *store_->ListAudit("app_a", 100)) {
+    if (e.action == "factor.replay") {
+      ++replays;
+      EXPECT_EQ(e.subject, "fac_t");
+      EXPECT_EQ(e.result, "refused");
+    }
+  }
+  EXPECT_EQ(replays, 2);  // steps 100 and 99 (the activation of an active factor is no replay)
+}
+
+TEST_P(StoreTest, HotpCounterMovesPastTheAcceptedValue) {
+  Factor h = MakeFactor("fac_h", "app_a", "alice", "hotp", now_);
+  h.status = kFactorActive;
+  h.counter = 5;
+  ASSERT_TRUE(store_->CreateFactor(h).ok());
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_h", 8)}, now_))->valid);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_h")->counter, 9);
+  auto r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_h", 8)}, now_));
+  EXPECT_FALSE(r->valid);
+  EXPECT_TRUE(r->replay);
+  // Resync: second code's counter, first code's counter as the condition.
+  FactorCandidate resync = FactorAt("fac_h", 51);
+  resync.first = 50;
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {resync}, now_))->valid);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_h")->counter, 52);
+}
+
+TEST_P(StoreTest, CandidatesAreTriedInOrderAndTheFirstThatAppliesWins) {
+  Factor t = MakeFactor("fac_t", "app_a", "alice", "totp", now_);
+  t.status = kFactorActive;
+  t.last_step = 10;
+  ASSERT_TRUE(store_->CreateFactor(t).ok());
+  ASSERT_TRUE(store_->ReplaceRecoveryCodes("app_a", "alice", {"h1", "h2"}, now_).ok());
+  auto r = store_->RecordFactorAttempt(
+      Attempt("alice", {FactorAt("fac_t", 9), RecoveryHash("h2"), RecoveryHash("h1")}, now_));
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->valid);
+  EXPECT_TRUE(r->replay);
+  ASSERT_TRUE(r->matched.has_value());
+  EXPECT_EQ(r->matched->kind, FactorCandidate::Kind::kRecoveryCode);
+  EXPECT_EQ(r->matched->code_hash, "h2");
+  auto codes = store_->ListRecoveryCodes("app_a", "alice");
+  ASSERT_EQ(codes->size(), 2u);
+  EXPECT_FALSE((*codes)[0].used_at.has_value());
+  EXPECT_EQ((*codes)[1].used_at, now_);
+}
+
+TEST_P(StoreTest, RecoveryCodesAreSingleUseAndReplacedAsASet) {
+  ASSERT_TRUE(store_->ReplaceRecoveryCodes("app_a", "alice", {"h1", "h2"}, now_).ok());
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {RecoveryHash("h1")}, now_))->valid);
+  EXPECT_FALSE(store_->RecordFactorAttempt(Attempt("alice", {RecoveryHash("h1")}, now_))->valid);
+  // Another user or app cannot use alice's codes.
+  EXPECT_FALSE(store_->RecordFactorAttempt(Attempt("bob", {RecoveryHash("h2")}, now_))->valid);
+  EXPECT_FALSE(
+      store_->RecordFactorAttempt(Attempt("alice", {RecoveryHash("h2")}, now_, "app_b"))->valid);
+  ASSERT_TRUE(store_->ReplaceRecoveryCodes("app_a", "alice", {"h3"}, now_).ok());
+  EXPECT_FALSE(store_->RecordFactorAttempt(Attempt("alice", {RecoveryHash("h2")}, now_))->valid);
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {RecoveryHash("h3")}, now_))->valid);
+  EXPECT_EQ(store_->ListRecoveryCodes("app_a", "alice")->size(), 1u);
+  const auto events = *store_->ListEvents("app_a", 0, 100);
+  std::vector<std::string> types;
+  for (const Event& e : events) types.push_back(e.type);
+  EXPECT_EQ(types, (std::vector<std::string>{"recovery_codes.issued", "recovery_code.used",
+                                             "recovery_codes.issued", "recovery_code.used"}));
+  EXPECT_EQ(events[1].data_json, R"({"remaining":1,"user_id":"alice"})");
+  EXPECT_EQ(events[0].data_json, R"({"count":2,"user_id":"alice"})");
+  // after_id pages through.
+  EXPECT_EQ(store_->ListEvents("app_a", events[1].id, 100)->size(), 2u);
+  EXPECT_EQ(store_->ListEvents("", 0, 1)->size(), 1u);
+}
+
+TEST_P(StoreTest, FailuresDelayThenLockAndASuccessClearsTheCount) {
+  Factor t = MakeFactor("fac_t", "app_a", "alice", "totp", now_);
+  t.status = kFactorActive;
+  ASSERT_TRUE(store_->CreateFactor(t).ok());
+  TimePoint at = now_;
+  for (int i = 1; i <= 4; ++i) {
+    auto r = store_->RecordFactorAttempt(Attempt("alice", {}, at));
+    EXPECT_EQ(r->failures, i);
+    EXPECT_EQ(r->refusal, FactorAttemptOutcome::Refusal::kNone);
+  }
+  EXPECT_FALSE(store_->GetThrottle("app_a", "alice")->blocked_until.has_value());
+  // A success clears the count.
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 1)}, at))->valid);
+  EXPECT_EQ(store_->GetThrottle("app_a", "alice")->failures, 0);
+
+  for (int i = 1; i <= 5; ++i) (void)store_->RecordFactorAttempt(Attempt("alice", {}, at));
+  ThrottleState s = *store_->GetThrottle("app_a", "alice");
+  EXPECT_EQ(s.failures, 5);
+  ASSERT_TRUE(s.blocked_until.has_value());
+  EXPECT_EQ(*s.blocked_until, at + seconds(30));
+  // Blocked: even a right code is refused, and nothing is counted.
+  auto r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 2)}, at + seconds(29)));
+  EXPECT_EQ(r->refusal, FactorAttemptOutcome::Refusal::kThrottled);
+  EXPECT_EQ(r->retry_at, at + seconds(30));
+  EXPECT_FALSE(r->valid);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 1);
+  EXPECT_EQ(store_->GetThrottle("app_a", "alice")->failures, 5);
+  // The 6th failure: 60 s.
+  at += seconds(30);
+  r = store_->RecordFactorAttempt(Attempt("alice", {}, at));
+  EXPECT_EQ(r->refusal, FactorAttemptOutcome::Refusal::kNone);
+  EXPECT_EQ(*store_->GetThrottle("app_a", "alice")->blocked_until, at + seconds(60));
+  // Up to 99 failures (the delay is capped at 1 h), then the 100th locks.
+  for (int i = 7; i <= 99; ++i) {
+    at += seconds(3600);
+    r = store_->RecordFactorAttempt(Attempt("alice", {}, at));
+    ASSERT_EQ(r->refusal, FactorAttemptOutcome::Refusal::kNone) << i;
+  }
+  EXPECT_EQ(*store_->GetThrottle("app_a", "alice")->blocked_until, at + seconds(3600));
+  EXPECT_FALSE(store_->GetThrottle("app_a", "alice")->locked);
+  at += seconds(3600);
+  r = store_->RecordFactorAttempt(Attempt("alice", {}, at));
+  EXPECT_TRUE(r->locked_now);
+  EXPECT_EQ(r->failures, 100);
+  EXPECT_TRUE(store_->GetThrottle("app_a", "alice")->locked);
+  at += seconds(86400);
+  r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 5)}, at));
+  EXPECT_EQ(r->refusal, FactorAttemptOutcome::Refusal::kLocked);
+  EXPECT_FALSE(r->valid);
+  // Another user of the app is not affected.
+  EXPECT_EQ(store_->RecordFactorAttempt(Attempt("bob", {}, at))->refusal,
+            FactorAttemptOutcome::Refusal::kNone);
+
+  EXPECT_TRUE(*store_->UnlockUser("app_a", "alice", "otpctl", at));
+  EXPECT_FALSE(*store_->UnlockUser("app_a", "alice", "otpctl", at));
+  EXPECT_EQ(store_->GetThrottle("app_a", "alice")->failures, 0);
+  EXPECT_TRUE(store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 5)}, at))->valid);
+  const auto types = EventTypes(*store_, "app_a");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "factor.locked"), 1);
+  bool unlock_audited = false;
+  for (const AuditEntry& e : *store_->ListAudit("app_a", 10)) {
+    unlock_audited |= e.action == "user.unlock" && e.actor == "otpctl" && e.result == "unlocked";
+  }
+  EXPECT_TRUE(unlock_audited);
+}
+
+TEST_P(StoreTest, ConcurrentAttemptsWithTheSameCodeSucceedOnce) {
+  Factor t = MakeFactor("fac_t", "app_a", "alice", "totp", now_);
+  t.status = kFactorActive;
+  ASSERT_TRUE(store_->CreateFactor(t).ok());
+  std::atomic<int> valid{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      auto r = store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_t", 7)}, now_));
+      if (r.ok() && r->valid) ++valid;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(valid.load(), 1);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 7);
+}
+
+TEST_P(StoreTest, AuditIsNewestLimitedOldestFirst) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store_
+                    ->AppendAudit(AuditEntry{0, now_ + seconds(i), "app_a", "otpctl", "x", "s",
+                                             "ok", std::to_string(i)})
+                    .ok());
+  }
+  auto a = store_->ListAudit("app_a", 2);
+  ASSERT_EQ(a->size(), 2u);
+  EXPECT_EQ((*a)[0].detail, "3");
+  EXPECT_EQ((*a)[1].detail, "4");
+  EXPECT_LT((*a)[0].id, (*a)[1].id);
+  EXPECT_EQ((*a)[1].at, now_ + seconds(4));
+  EXPECT_TRUE(store_->ListAudit("app_b", 10)->empty());
+}
+
+HardwareToken MakeToken(const std::string& serial, const std::string& type, TimePoint now) {
+  HardwareToken t;
+  t.serial = serial;
+  t.type = type;
+  t.secret_sealed = "v1.k.token-" + serial;
+  t.digits = 8;
+  t.counter = 3;
+  t.imported_at = now;
+  return t;
+}
+
+TEST_P(StoreTest, HardwareTokensImportAllOrNothing) {
+  ASSERT_TRUE(
+      store_->ImportHardwareTokens({MakeToken("S1", "hotp", now_), MakeToken("S2", "totp", now_)})
+          .ok());
+  Status dup =
+      store_->ImportHardwareTokens({MakeToken("S3", "hotp", now_), MakeToken("S2", "hotp", now_)});
+  EXPECT_EQ(dup.code(), otp::StatusCode::kAlreadyExists);
+  EXPECT_NE(dup.message().find("S2"), std::string::npos);
+  auto all = store_->ListHardwareTokens(false);
+  ASSERT_EQ(all->size(), 2u);  // S3 was not imported either
+  EXPECT_EQ((*all)[0].serial, "S1");
+  EXPECT_EQ((*all)[0].digits, 8);
+  EXPECT_EQ((*all)[0].counter, 3);
+  EXPECT_EQ((*all)[0].secret_sealed, "v1.k.token-S1");
+  EXPECT_EQ((*all)[0].imported_at, now_);
+  EXPECT_EQ((*all)[1].type, "totp");
+  EXPECT_EQ(store_->RevokeHardwareToken("nope", now_).code(), otp::StatusCode::kNotFound);
+}
+
+TEST_P(StoreTest, HardwareTokenBindsToOneUserAndDeletingFreesIt) {
+  ASSERT_TRUE(store_->ImportHardwareTokens({MakeToken("S1", "hotp", now_)}).ok());
+  Factor req = MakeFactor("fac_h", "app_a", "alice", "hotp", now_);
+  req.secret_sealed.clear();
+  EXPECT_EQ(store_->BindHardwareToken(req, "S9").status().code(), otp::StatusCode::kNotFound);
+  Factor wrong_type = req;
+  wrong_type.type = "totp";
+  EXPECT_EQ(store_->BindHardwareToken(wrong_type, "S1").status().code(),
+            otp::StatusCode::kFailedPrecondition);
+  auto bound = store_->BindHardwareToken(req, "S1");
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  EXPECT_EQ(bound->serial, "S1");
+  EXPECT_EQ(bound->secret_sealed, "v1.k.token-S1");  // the token's blob is kept
+  EXPECT_EQ(bound->digits, 8);
+  EXPECT_EQ(bound->counter, 3);
+  EXPECT_EQ(bound->status, kFactorUnverified);
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_h")->serial, "S1");
+  EXPECT_TRUE(store_->ListHardwareTokens(true)->empty());
+  EXPECT_EQ(store_->ListHardwareTokens(false)->at(0).factor_id, "fac_h");
+  EXPECT_EQ(store_->ListHardwareTokens(false)->at(0).user_id, "alice");
+  // One user at a time.
+  Factor other = MakeFactor("fac_b", "app_b", "bob", "hotp", now_);
+  EXPECT_EQ(store_->BindHardwareToken(other, "S1").status().code(),
+            otp::StatusCode::kFailedPrecondition);
+
+  // Use it (counter moves), then delete the factor: the token is free, keeping its counter.
+  EXPECT_TRUE(
+      store_->RecordFactorAttempt(Attempt("alice", {FactorAt("fac_h", 4, true)}, now_))->valid);
+  ASSERT_TRUE(store_->DeleteFactor("app_a", "alice", "fac_h", now_).ok());
+  auto free = store_->ListHardwareTokens(true);
+  ASSERT_EQ(free->size(), 1u);
+  EXPECT_EQ((*free)[0].counter, 5);
+  EXPECT_TRUE((*free)[0].factor_id.empty());
+  ASSERT_TRUE(store_->BindHardwareToken(other, "S1").ok());
+
+  // Revoking a bound token deletes its factor; a revoked token binds no more.
+  ASSERT_TRUE(store_->RevokeHardwareToken("S1", now_ + seconds(5)).ok());
+  EXPECT_EQ(store_->GetFactor("app_b", "bob", "fac_b").status().code(), otp::StatusCode::kNotFound);
+  auto revoked = store_->ListHardwareTokens(false);
+  EXPECT_EQ(revoked->at(0).revoked_at, now_ + seconds(5));
+  EXPECT_TRUE(store_->ListHardwareTokens(true)->empty());
+  Factor again = MakeFactor("fac_c", "app_a", "carol", "hotp", now_);
+  EXPECT_EQ(store_->BindHardwareToken(again, "S1").status().code(),
+            otp::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(EventTypes(*store_, "app_b"),
+            (std::vector<std::string>{"factor.created", "factor.deleted"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "memory"));

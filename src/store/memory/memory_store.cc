@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "otp/crypto.h"
+#include "store/factor_attempt.h"
 
 namespace otpd {
 namespace {
@@ -346,7 +348,285 @@ class MemoryStore final : public Store {
     return out;
   }
 
+  Status CreateFactor(const Factor& factor) override {
+    std::lock_guard lock(mu_);
+    if (factors_.contains(factor.id)) return otp::AlreadyExists("factor id taken");
+    factors_[factor.id] = factor;
+    factor_order_[factor.id] = ++next_id_;
+    AddEvent(factor.app_id, "factor.created", FactorEventJson(factor), factor.created_at);
+    return Status::Ok();
+  }
+
+  Result<Factor> GetFactor(std::string_view app_id, std::string_view user_id,
+                           std::string_view factor_id) override {
+    std::lock_guard lock(mu_);
+    Factor* f = FindFactor(app_id, user_id, factor_id);
+    if (f == nullptr) return otp::NotFound("no such factor");
+    return *f;
+  }
+
+  Result<std::vector<Factor>> ListFactors(std::string_view app_id,
+                                          std::string_view user_id) override {
+    std::lock_guard lock(mu_);
+    std::vector<Factor> out;
+    for (const auto& [id, f] : factors_) {
+      if (f.app_id == app_id && f.user_id == user_id) out.push_back(f);
+    }
+    std::sort(out.begin(), out.end(), [&](const Factor& a, const Factor& b) {
+      return std::pair(a.created_at, factor_order_.at(a.id)) <
+             std::pair(b.created_at, factor_order_.at(b.id));
+    });
+    return out;
+  }
+
+  Status DeleteFactor(std::string_view app_id, std::string_view user_id, std::string_view factor_id,
+                      TimePoint now) override {
+    std::lock_guard lock(mu_);
+    Factor* f = FindFactor(app_id, user_id, factor_id);
+    if (f == nullptr) return otp::NotFound("no such factor");
+    RemoveFactor(*f, now);
+    return Status::Ok();
+  }
+
+  Result<Factor> BindHardwareToken(const Factor& factor, std::string_view serial) override {
+    std::lock_guard lock(mu_);
+    auto it = tokens_.find(std::string(serial));
+    if (it == tokens_.end()) return otp::NotFound("no hardware token " + std::string(serial));
+    HardwareToken& t = it->second;
+    if (t.revoked_at) return otp::FailedPrecondition("hardware token " + t.serial + " is revoked");
+    if (!t.factor_id.empty()) {
+      return otp::FailedPrecondition("hardware token " + t.serial + " is bound already");
+    }
+    if (t.type != factor.type) {
+      return otp::FailedPrecondition("hardware token " + t.serial + " is a " + t.type + " token");
+    }
+    if (factors_.contains(factor.id)) return otp::AlreadyExists("factor id taken");
+    Factor f = FactorFromToken(factor, t);
+    t.app_id = f.app_id;
+    t.user_id = f.user_id;
+    t.factor_id = f.id;
+    factors_[f.id] = f;
+    factor_order_[f.id] = ++next_id_;
+    AddEvent(f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+    return f;
+  }
+
+  Result<FactorAttemptOutcome> RecordFactorAttempt(const FactorAttempt& attempt) override {
+    std::lock_guard lock(mu_);
+    AttemptOps ops(*this, attempt);
+    return RunFactorAttempt(attempt, ops);
+  }
+
+  Status ReplaceRecoveryCodes(std::string_view app_id, std::string_view user_id,
+                              const std::vector<std::string>& code_hashes, TimePoint now) override {
+    std::lock_guard lock(mu_);
+    std::vector<RecoveryCode>& codes = recovery_[{std::string(app_id), std::string(user_id)}];
+    codes.clear();
+    for (const std::string& h : code_hashes) codes.push_back(RecoveryCode{h, now, std::nullopt});
+    AddEvent(std::string(app_id), "recovery_codes.issued",
+             UserEventJson(user_id, "count", static_cast<int>(code_hashes.size())), now);
+    return Status::Ok();
+  }
+
+  Result<std::vector<RecoveryCode>> ListRecoveryCodes(std::string_view app_id,
+                                                      std::string_view user_id) override {
+    std::lock_guard lock(mu_);
+    auto it = recovery_.find({std::string(app_id), std::string(user_id)});
+    if (it == recovery_.end()) return std::vector<RecoveryCode>();
+    return it->second;
+  }
+
+  Result<ThrottleState> GetThrottle(std::string_view app_id, std::string_view user_id) override {
+    std::lock_guard lock(mu_);
+    auto it = throttles_.find({std::string(app_id), std::string(user_id)});
+    return it == throttles_.end() ? ThrottleState{} : it->second;
+  }
+
+  Result<bool> UnlockUser(std::string_view app_id, std::string_view user_id, std::string_view actor,
+                          TimePoint now) override {
+    std::lock_guard lock(mu_);
+    auto it = throttles_.find({std::string(app_id), std::string(user_id)});
+    const bool was_locked = it != throttles_.end() && it->second.locked;
+    if (it != throttles_.end()) throttles_.erase(it);
+    audit_.push_back(AuditEntry{++next_id_, now, std::string(app_id), std::string(actor),
+                                "user.unlock", "user:" + std::string(user_id),
+                                was_locked ? "unlocked" : "not_locked", ""});
+    return was_locked;
+  }
+
+  Result<std::vector<Event>> ListEvents(std::string_view app_id, std::int64_t after_id,
+                                        int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<Event> out;
+    for (const Event& e : events_) {
+      if (e.id > after_id && (app_id.empty() || e.app_id == app_id) &&
+          static_cast<int>(out.size()) < limit) {
+        out.push_back(e);
+      }
+    }
+    return out;
+  }
+
+  Status AppendAudit(const AuditEntry& entry) override {
+    std::lock_guard lock(mu_);
+    AuditEntry e = entry;
+    e.id = ++next_id_;
+    audit_.push_back(std::move(e));
+    return Status::Ok();
+  }
+
+  Result<std::vector<AuditEntry>> ListAudit(std::string_view app_id, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<AuditEntry> out;
+    for (auto it = audit_.rbegin(); it != audit_.rend() && static_cast<int>(out.size()) < limit;
+         ++it) {
+      if (app_id.empty() || it->app_id == app_id) out.push_back(*it);
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  Status ImportHardwareTokens(const std::vector<HardwareToken>& tokens) override {
+    std::lock_guard lock(mu_);
+    std::set<std::string> seen;
+    for (const HardwareToken& t : tokens) {
+      if (tokens_.contains(t.serial) || !seen.insert(t.serial).second) {
+        return otp::AlreadyExists("hardware token " + t.serial + " exists already");
+      }
+    }
+    for (const HardwareToken& t : tokens) {
+      HardwareToken stored = t;
+      stored.app_id.clear();
+      stored.user_id.clear();
+      stored.factor_id.clear();
+      stored.revoked_at.reset();
+      tokens_[t.serial] = stored;
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<HardwareToken>> ListHardwareTokens(bool unassigned_only) override {
+    std::lock_guard lock(mu_);
+    std::vector<HardwareToken> out;
+    for (const auto& [serial, t] : tokens_) {
+      if (!unassigned_only || (t.factor_id.empty() && !t.revoked_at)) out.push_back(t);
+    }
+    return out;
+  }
+
+  Status RevokeHardwareToken(std::string_view serial, TimePoint now) override {
+    std::lock_guard lock(mu_);
+    auto it = tokens_.find(std::string(serial));
+    if (it == tokens_.end()) return otp::NotFound("no hardware token " + std::string(serial));
+    if (!it->second.factor_id.empty()) {
+      auto f = factors_.find(it->second.factor_id);
+      if (f != factors_.end()) RemoveFactor(f->second, now);
+    }
+    if (!it->second.revoked_at) it->second.revoked_at = now;
+    return Status::Ok();
+  }
+
  private:
+  // RecordFactorAttempt's reads and conditional updates, under mu_.
+  class AttemptOps final : public FactorAttemptOps {
+   public:
+    AttemptOps(MemoryStore& store, const FactorAttempt& attempt)
+        : s_(store), a_(attempt), key_(attempt.app_id, attempt.user_id) {}
+
+    ThrottleState LoadThrottle() override {
+      auto it = s_.throttles_.find(key_);
+      return it == s_.throttles_.end() ? ThrottleState{} : it->second;
+    }
+    void SaveThrottle(const ThrottleState& state) override { s_.throttles_[key_] = state; }
+
+    FactorTry TryFactor(const FactorCandidate& c, TimePoint now) override {
+      FactorTry out;
+      Factor* f = s_.FindFactor(a_.app_id, a_.user_id, c.factor_id);
+      if (f == nullptr || f->status != (c.activate ? kFactorUnverified : kFactorActive)) {
+        return out;
+      }
+      const std::int64_t first = c.first.value_or(c.matched);
+      const bool totp = f->type == kFactorTotp;
+      if (totp ? f->last_step >= first : f->counter > first) {
+        out.replay = true;
+        out.factor = *f;
+        return out;
+      }
+      if (totp) {
+        f->last_step = c.matched;
+        if (c.drift) f->drift = *c.drift;
+      } else {
+        f->counter = c.matched + 1;
+      }
+      f->status = kFactorActive;
+      if (!f->activated_at) f->activated_at = now;
+      out.applied = true;
+      out.factor = *f;
+      return out;
+    }
+
+    std::optional<int> TryRecoveryCode(const std::string& code_hash, TimePoint now) override {
+      auto it = s_.recovery_.find(key_);
+      if (it == s_.recovery_.end()) return std::nullopt;
+      bool used = false;
+      int remaining = 0;
+      for (RecoveryCode& rc : it->second) {
+        if (!used && !rc.used_at && otp::ConstantTimeEqual(rc.code_hash, code_hash)) {
+          rc.used_at = now;
+          used = true;
+        }
+        if (!rc.used_at) ++remaining;
+      }
+      return used ? std::optional<int>(remaining) : std::nullopt;
+    }
+
+    void AddEvent(const std::string& type, const std::string& data) override {
+      s_.AddEvent(a_.app_id, type, data, a_.now);
+    }
+    void AddAudit(const AuditEntry& entry) override {
+      AuditEntry e = entry;
+      e.id = ++s_.next_id_;
+      s_.audit_.push_back(std::move(e));
+    }
+
+   private:
+    MemoryStore& s_;
+    const FactorAttempt& a_;
+    std::pair<std::string, std::string> key_;
+  };
+
+  Factor* FindFactor(std::string_view app_id, std::string_view user_id,
+                     std::string_view factor_id) {
+    auto it = factors_.find(std::string(factor_id));
+    if (it == factors_.end() || it->second.app_id != app_id || it->second.user_id != user_id) {
+      return nullptr;
+    }
+    return &it->second;
+  }
+
+  // Deletes a factor, frees its hardware token (keeping the counter) and
+  // writes factor.deleted.
+  void RemoveFactor(const Factor& f, TimePoint now) {
+    const Factor gone = f;
+    if (!gone.serial.empty()) {
+      auto t = tokens_.find(gone.serial);
+      if (t != tokens_.end() && t->second.factor_id == gone.id) {
+        t->second.app_id.clear();
+        t->second.user_id.clear();
+        t->second.factor_id.clear();
+        t->second.counter = gone.counter;
+      }
+    }
+    factors_.erase(gone.id);
+    factor_order_.erase(gone.id);
+    AddEvent(gone.app_id, "factor.deleted", FactorEventJson(gone), now);
+  }
+
+  void AddEvent(const std::string& app_id, const std::string& type, const std::string& data,
+                TimePoint at) {
+    events_.push_back(Event{++next_event_id_, app_id, type, data, at});
+  }
+
   struct StoredJob {
     Job job;
     TimePoint lease_until;
@@ -463,6 +743,14 @@ class MemoryStore final : public Store {
   std::map<std::int64_t, StoredJob> jobs_;
   std::map<std::pair<std::string, std::string>, std::pair<DeliveryReport, TimePoint>>
       early_reports_;
+  std::map<std::string, Factor> factors_;
+  std::map<std::string, std::int64_t> factor_order_;
+  std::map<std::pair<std::string, std::string>, std::vector<RecoveryCode>> recovery_;
+  std::map<std::pair<std::string, std::string>, ThrottleState> throttles_;
+  std::vector<Event> events_;
+  std::int64_t next_event_id_ = 0;
+  std::vector<AuditEntry> audit_;
+  std::map<std::string, HardwareToken> tokens_;
   std::int64_t next_id_ = 0;
 };
 

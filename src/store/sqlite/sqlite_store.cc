@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "otp/crypto.h"
+#include "store/factor_attempt.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace otpd {
@@ -118,7 +119,137 @@ CREATE TABLE early_delivery_reports (
   PRIMARY KEY (provider, provider_message_id)
 );
 )sql",
+    // 3: factors (TOTP/HOTP), recovery codes, per-user throttles, hardware
+    // tokens, the events outbox and the append-only audit trail.
+    R"sql(
+CREATE TABLE factors (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL REFERENCES apps(id),
+  user_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  secret_sealed TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  digits INTEGER NOT NULL,
+  period INTEGER NOT NULL,
+  counter INTEGER NOT NULL,
+  last_step INTEGER NOT NULL,
+  drift INTEGER NOT NULL,
+  label TEXT NOT NULL,
+  issuer TEXT NOT NULL,
+  serial TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  activated_at INTEGER
+);
+CREATE INDEX factors_by_user ON factors(app_id, user_id, created_at);
+CREATE TABLE recovery_codes (
+  app_id TEXT NOT NULL REFERENCES apps(id),
+  user_id TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  used_at INTEGER,
+  PRIMARY KEY (app_id, user_id, code_hash)
+);
+CREATE TABLE user_throttles (
+  app_id TEXT NOT NULL REFERENCES apps(id),
+  user_id TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  blocked_until INTEGER,
+  locked INTEGER NOT NULL,
+  PRIMARY KEY (app_id, user_id)
+);
+CREATE TABLE hardware_tokens (
+  serial TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  secret_sealed TEXT NOT NULL,
+  algorithm TEXT NOT NULL,
+  digits INTEGER NOT NULL,
+  period INTEGER NOT NULL,
+  counter INTEGER NOT NULL,
+  imported_at INTEGER NOT NULL,
+  app_id TEXT NOT NULL DEFAULT '',
+  user_id TEXT NOT NULL DEFAULT '',
+  factor_id TEXT NOT NULL DEFAULT '',
+  revoked_at INTEGER
+);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  app_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX events_by_app ON events(app_id, id);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  app_id TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  result TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_app ON audit(app_id, id);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+)sql",
 };
+
+constexpr const char* kFactorColumns =
+    "id, app_id, user_id, type, status, secret_sealed, algorithm, digits, period, counter, "
+    "last_step, drift, label, issuer, serial, created_at, activated_at";
+
+constexpr const char* kTokenColumns =
+    "serial, type, secret_sealed, algorithm, digits, period, counter, imported_at, app_id, "
+    "user_id, factor_id, revoked_at";
+
+Factor ReadFactor(Stmt& s) {
+  Factor f;
+  f.id = s.Text(0);
+  f.app_id = s.Text(1);
+  f.user_id = s.Text(2);
+  f.type = s.Text(3);
+  f.status = s.Text(4);
+  f.secret_sealed = s.Text(5);
+  f.algorithm = s.Text(6);
+  f.digits = static_cast<int>(s.Int(7));
+  f.period = static_cast<int>(s.Int(8));
+  f.counter = s.Int(9);
+  f.last_step = s.Int(10);
+  f.drift = s.Int(11);
+  f.label = s.Text(12);
+  f.issuer = s.Text(13);
+  f.serial = s.Text(14);
+  f.created_at = At(s.Int(15));
+  if (!s.IsNull(16)) f.activated_at = At(s.Int(16));
+  return f;
+}
+
+HardwareToken ReadToken(Stmt& s) {
+  HardwareToken t;
+  t.serial = s.Text(0);
+  t.type = s.Text(1);
+  t.secret_sealed = s.Text(2);
+  t.algorithm = s.Text(3);
+  t.digits = static_cast<int>(s.Int(4));
+  t.period = static_cast<int>(s.Int(5));
+  t.counter = s.Int(6);
+  t.imported_at = At(s.Int(7));
+  t.app_id = s.Text(8);
+  t.user_id = s.Text(9);
+  t.factor_id = s.Text(10);
+  if (!s.IsNull(11)) t.revoked_at = At(s.Int(11));
+  return t;
+}
+
+// Runs a statement to its end (so a RETURNING statement's changes are all made).
+void Drain(Stmt& s) {
+  while (s.Step()) {
+  }
+}
 
 constexpr const char* kVerificationColumns =
     "id, app_id, recipient, status, channel, locale, workflow, code_hash, "
@@ -657,7 +788,389 @@ class SqliteStore final : public Store {
         });
   }
 
+  Status CreateFactor(const Factor& f) override {
+    return Write([&](Db& db) -> Status {
+      InsertFactor(db, f);
+      InsertEvent(db, f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+      return Status::Ok();
+    });
+  }
+
+  Result<Factor> GetFactor(std::string_view app_id, std::string_view user_id,
+                           std::string_view factor_id) override {
+    return Read<Factor>(
+        [&](Db& db) -> Result<Factor> { return FindFactor(db, app_id, user_id, factor_id); });
+  }
+
+  Result<std::vector<Factor>> ListFactors(std::string_view app_id,
+                                          std::string_view user_id) override {
+    return Read<std::vector<Factor>>([&](Db& db) -> Result<std::vector<Factor>> {
+      Stmt s = db.Prepare(std::string("SELECT ") + kFactorColumns +
+                          " FROM factors WHERE app_id = ? AND user_id = ? "
+                          "ORDER BY created_at, rowid");
+      s.BindAll(app_id, user_id);
+      std::vector<Factor> out;
+      while (s.Step()) out.push_back(ReadFactor(s));
+      return out;
+    });
+  }
+
+  Status DeleteFactor(std::string_view app_id, std::string_view user_id, std::string_view factor_id,
+                      TimePoint now) override {
+    return Write([&](Db& db) -> Status {
+      Result<Factor> f = FindFactor(db, app_id, user_id, factor_id);
+      if (!f.ok()) return f.status();
+      RemoveFactor(db, *f, now);
+      return Status::Ok();
+    });
+  }
+
+  Result<Factor> BindHardwareToken(const Factor& request, std::string_view serial) override {
+    return WriteResult<Factor>([&](Db& db) -> Result<Factor> {
+      Stmt s = db.Prepare(std::string("SELECT ") + kTokenColumns +
+                          " FROM hardware_tokens WHERE serial = ?");
+      s.Bind(1, serial);
+      if (!s.Step()) return otp::NotFound("no hardware token " + std::string(serial));
+      const HardwareToken t = ReadToken(s);
+      Drain(s);
+      if (t.revoked_at)
+        return otp::FailedPrecondition("hardware token " + t.serial + " is revoked");
+      if (!t.factor_id.empty()) {
+        return otp::FailedPrecondition("hardware token " + t.serial + " is bound already");
+      }
+      if (t.type != request.type) {
+        return otp::FailedPrecondition("hardware token " + t.serial + " is a " + t.type + " token");
+      }
+      const Factor f = FactorFromToken(request, t);
+      // Conditional, so that two binds of one token cannot both win.
+      const int n = db.Prepare(
+                          "UPDATE hardware_tokens SET app_id = ?, user_id = ?, factor_id = ? "
+                          "WHERE serial = ? AND factor_id = '' AND revoked_at IS NULL")
+                        .BindAll(f.app_id, f.user_id, f.id, t.serial)
+                        .Exec();
+      if (n != 1) return otp::FailedPrecondition("hardware token " + t.serial + " is taken");
+      InsertFactor(db, f);
+      InsertEvent(db, f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+      return f;
+    });
+  }
+
+  Result<FactorAttemptOutcome> RecordFactorAttempt(const FactorAttempt& attempt) override {
+    return WriteResult<FactorAttemptOutcome>([&](Db& db) -> Result<FactorAttemptOutcome> {
+      AttemptOps ops(db, attempt);
+      return RunFactorAttempt(attempt, ops);
+    });
+  }
+
+  Status ReplaceRecoveryCodes(std::string_view app_id, std::string_view user_id,
+                              const std::vector<std::string>& code_hashes, TimePoint now) override {
+    return Write([&](Db& db) -> Status {
+      db.Prepare("DELETE FROM recovery_codes WHERE app_id = ? AND user_id = ?")
+          .BindAll(app_id, user_id)
+          .Exec();
+      for (const std::string& h : code_hashes) {
+        db.Prepare(
+              "INSERT INTO recovery_codes (app_id, user_id, code_hash, created_at) "
+              "VALUES (?, ?, ?, ?)")
+            .BindAll(app_id, user_id, h, Ms(now))
+            .Exec();
+      }
+      InsertEvent(db, app_id, "recovery_codes.issued",
+                  UserEventJson(user_id, "count", static_cast<int>(code_hashes.size())), now);
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<RecoveryCode>> ListRecoveryCodes(std::string_view app_id,
+                                                      std::string_view user_id) override {
+    using R = std::vector<RecoveryCode>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT code_hash, created_at, used_at FROM recovery_codes "
+          "WHERE app_id = ? AND user_id = ? ORDER BY rowid");
+      s.BindAll(app_id, user_id);
+      R out;
+      while (s.Step()) {
+        RecoveryCode rc{s.Text(0), At(s.Int(1)), std::nullopt};
+        if (!s.IsNull(2)) rc.used_at = At(s.Int(2));
+        out.push_back(std::move(rc));
+      }
+      return out;
+    });
+  }
+
+  Result<ThrottleState> GetThrottle(std::string_view app_id, std::string_view user_id) override {
+    return Read<ThrottleState>(
+        [&](Db& db) -> Result<ThrottleState> { return LoadThrottle(db, app_id, user_id); });
+  }
+
+  Result<bool> UnlockUser(std::string_view app_id, std::string_view user_id, std::string_view actor,
+                          TimePoint now) override {
+    return WriteResult<bool>([&](Db& db) -> Result<bool> {
+      Stmt s = db.Prepare(
+          "DELETE FROM user_throttles WHERE app_id = ? AND user_id = ? RETURNING locked");
+      s.BindAll(app_id, user_id);
+      const bool was_locked = s.Step() && s.Int(0) != 0;
+      Drain(s);
+      InsertAudit(db, AuditEntry{0, now, std::string(app_id), std::string(actor), "user.unlock",
+                                 "user:" + std::string(user_id),
+                                 was_locked ? "unlocked" : "not_locked", ""});
+      return was_locked;
+    });
+  }
+
+  Result<std::vector<Event>> ListEvents(std::string_view app_id, std::int64_t after_id,
+                                        int limit) override {
+    using R = std::vector<Event>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT id, app_id, type, data, created_at FROM events "
+          "WHERE id > ?1 AND (?2 = '' OR app_id = ?2) ORDER BY id LIMIT ?3");
+      s.BindAll(after_id, app_id, limit);
+      R out;
+      while (s.Step())
+        out.push_back(Event{s.Int(0), s.Text(1), s.Text(2), s.Text(3), At(s.Int(4))});
+      return out;
+    });
+  }
+
+  Status AppendAudit(const AuditEntry& entry) override {
+    return Write([&](Db& db) -> Status {
+      InsertAudit(db, entry);
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<AuditEntry>> ListAudit(std::string_view app_id, int limit) override {
+    using R = std::vector<AuditEntry>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT id, at, app_id, actor, action, subject, result, detail FROM ("
+          "  SELECT * FROM audit WHERE (?1 = '' OR app_id = ?1) ORDER BY id DESC LIMIT ?2"
+          ") ORDER BY id");
+      s.BindAll(app_id, limit);
+      R out;
+      while (s.Step()) {
+        out.push_back(AuditEntry{s.Int(0), At(s.Int(1)), s.Text(2), s.Text(3), s.Text(4), s.Text(5),
+                                 s.Text(6), s.Text(7)});
+      }
+      return out;
+    });
+  }
+
+  Status ImportHardwareTokens(const std::vector<HardwareToken>& tokens) override {
+    return Write([&](Db& db) -> Status {
+      for (const HardwareToken& t : tokens) {
+        Stmt s = db.Prepare(
+            "INSERT INTO hardware_tokens (serial, type, secret_sealed, algorithm, digits, "
+            "period, counter, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (serial) DO NOTHING RETURNING serial");
+        s.BindAll(t.serial, t.type, t.secret_sealed, t.algorithm, t.digits, t.period, t.counter,
+                  Ms(t.imported_at));
+        const bool inserted = s.Step();
+        Drain(s);
+        // A failed write is rolled back whole (the writer's savepoint): all or nothing.
+        if (!inserted) return otp::AlreadyExists("hardware token " + t.serial + " exists already");
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<HardwareToken>> ListHardwareTokens(bool unassigned_only) override {
+    using R = std::vector<HardwareToken>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(std::string("SELECT ") + kTokenColumns +
+                          " FROM hardware_tokens WHERE NOT ?1 OR "
+                          "(factor_id = '' AND revoked_at IS NULL) ORDER BY serial");
+      s.Bind(1, unassigned_only);
+      R out;
+      while (s.Step()) out.push_back(ReadToken(s));
+      return out;
+    });
+  }
+
+  Status RevokeHardwareToken(std::string_view serial, TimePoint now) override {
+    return Write([&](Db& db) -> Status {
+      Stmt s = db.Prepare("SELECT factor_id FROM hardware_tokens WHERE serial = ?");
+      s.Bind(1, serial);
+      if (!s.Step()) return otp::NotFound("no hardware token " + std::string(serial));
+      const std::string factor_id = s.Text(0);
+      Drain(s);
+      if (!factor_id.empty()) {
+        Stmt f = db.Prepare(std::string("SELECT ") + kFactorColumns + " FROM factors WHERE id = ?");
+        f.Bind(1, factor_id);
+        if (f.Step()) {
+          const Factor bound = ReadFactor(f);
+          Drain(f);
+          RemoveFactor(db, bound, now);
+        }
+      }
+      db.Prepare("UPDATE hardware_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE serial = ?")
+          .BindAll(Ms(now), serial)
+          .Exec();
+      return Status::Ok();
+    });
+  }
+
  private:
+  // RecordFactorAttempt's reads and conditional updates, in the writer's transaction.
+  class AttemptOps final : public FactorAttemptOps {
+   public:
+    AttemptOps(Db& db, const FactorAttempt& attempt) : db_(db), a_(attempt) {}
+
+    ThrottleState LoadThrottle() override {
+      return SqliteStore::LoadThrottle(db_, a_.app_id, a_.user_id);
+    }
+
+    void SaveThrottle(const ThrottleState& state) override {
+      Stmt s = db_.Prepare(
+          "INSERT INTO user_throttles (app_id, user_id, failures, blocked_until, locked) "
+          "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (app_id, user_id) DO UPDATE SET "
+          "failures = ?3, blocked_until = ?4, locked = ?5");
+      s.BindAll(a_.app_id, a_.user_id, state.failures);
+      if (state.blocked_until) {
+        s.Bind(4, Ms(*state.blocked_until));
+      } else {
+        s.BindNull(4);
+      }
+      s.Bind(5, state.locked);
+      s.Exec();
+    }
+
+    FactorTry TryFactor(const FactorCandidate& c, TimePoint now) override {
+      FactorTry out;
+      const std::int64_t first = c.first.value_or(c.matched);
+      const char* status = c.activate ? kFactorUnverified : kFactorActive;
+      {
+        Stmt s = db_.Prepare(
+            std::string("UPDATE factors SET "
+                        "last_step = CASE WHEN type = 'totp' THEN ?1 ELSE last_step END, "
+                        "counter = CASE WHEN type = 'hotp' THEN ?1 + 1 ELSE counter END, "
+                        "drift = COALESCE(?8, drift), "
+                        "status = 'active', activated_at = COALESCE(activated_at, ?2) "
+                        "WHERE id = ?3 AND app_id = ?4 AND user_id = ?5 AND status = ?6 "
+                        "AND ((type = 'totp' AND last_step < ?7) OR "
+                        "     (type = 'hotp' AND counter <= ?7)) RETURNING ") +
+            kFactorColumns);
+        s.BindAll(c.matched, Ms(now), c.factor_id, a_.app_id, a_.user_id, status, first);
+        if (c.drift) {
+          s.Bind(8, *c.drift);
+        } else {
+          s.BindNull(8);
+        }
+        if (s.Step()) {
+          out.applied = true;
+          out.factor = ReadFactor(s);
+          Drain(s);
+          return out;
+        }
+      }
+      Result<Factor> f = FindFactor(db_, a_.app_id, a_.user_id, c.factor_id);
+      if (f.ok() && f->status == status) {
+        out.replay = true;
+        out.factor = *f;
+      }
+      return out;
+    }
+
+    std::optional<int> TryRecoveryCode(const std::string& code_hash, TimePoint now) override {
+      const int n = db_.Prepare(
+                           "UPDATE recovery_codes SET used_at = ? WHERE app_id = ? AND user_id = ? "
+                           "AND code_hash = ? AND used_at IS NULL")
+                        .BindAll(Ms(now), a_.app_id, a_.user_id, code_hash)
+                        .Exec();
+      if (n != 1) return std::nullopt;
+      Stmt s = db_.Prepare(
+          "SELECT COUNT(*) FROM recovery_codes WHERE app_id = ? AND user_id = ? "
+          "AND used_at IS NULL");
+      s.BindAll(a_.app_id, a_.user_id);
+      s.Step();
+      const int remaining = static_cast<int>(s.Int(0));
+      Drain(s);
+      return remaining;
+    }
+
+    void AddEvent(const std::string& type, const std::string& data) override {
+      InsertEvent(db_, a_.app_id, type, data, a_.now);
+    }
+    void AddAudit(const AuditEntry& entry) override { InsertAudit(db_, entry); }
+
+   private:
+    Db& db_;
+    const FactorAttempt& a_;
+  };
+
+  static Result<Factor> FindFactor(Db& db, std::string_view app_id, std::string_view user_id,
+                                   std::string_view factor_id) {
+    Stmt s = db.Prepare(std::string("SELECT ") + kFactorColumns +
+                        " FROM factors WHERE id = ? AND app_id = ? AND user_id = ?");
+    s.BindAll(factor_id, app_id, user_id);
+    if (!s.Step()) return otp::NotFound("no such factor");
+    Factor f = ReadFactor(s);
+    Drain(s);
+    return f;
+  }
+
+  static ThrottleState LoadThrottle(Db& db, std::string_view app_id, std::string_view user_id) {
+    Stmt s = db.Prepare(
+        "SELECT failures, blocked_until, locked FROM user_throttles "
+        "WHERE app_id = ? AND user_id = ?");
+    s.BindAll(app_id, user_id);
+    ThrottleState t;
+    if (s.Step()) {
+      t.failures = static_cast<int>(s.Int(0));
+      if (!s.IsNull(1)) t.blocked_until = At(s.Int(1));
+      t.locked = s.Int(2) != 0;
+    }
+    Drain(s);
+    return t;
+  }
+
+  static void InsertFactor(Db& db, const Factor& f) {
+    Stmt s = db.Prepare(
+        "INSERT INTO factors (id, app_id, user_id, type, status, secret_sealed, algorithm, "
+        "digits, period, counter, last_step, drift, label, issuer, serial, created_at, "
+        "activated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    s.BindAll(f.id, f.app_id, f.user_id, f.type, f.status, f.secret_sealed, f.algorithm, f.digits,
+              f.period, f.counter, f.last_step, f.drift, f.label, f.issuer, f.serial,
+              Ms(f.created_at));
+    if (f.activated_at) {
+      s.Bind(17, Ms(*f.activated_at));
+    } else {
+      s.BindNull(17);
+    }
+    s.Exec();
+  }
+
+  // Deletes a factor, frees its hardware token (keeping the counter) and
+  // writes factor.deleted.
+  static void RemoveFactor(Db& db, const Factor& f, TimePoint now) {
+    db.Prepare("DELETE FROM factors WHERE id = ?").Bind(1, f.id).Exec();
+    if (!f.serial.empty()) {
+      db.Prepare(
+            "UPDATE hardware_tokens SET app_id = '', user_id = '', factor_id = '', counter = ? "
+            "WHERE serial = ? AND factor_id = ?")
+          .BindAll(f.counter, f.serial, f.id)
+          .Exec();
+    }
+    InsertEvent(db, f.app_id, "factor.deleted", FactorEventJson(f), now);
+  }
+
+  static void InsertEvent(Db& db, std::string_view app_id, std::string_view type,
+                          const std::string& data, TimePoint at) {
+    db.Prepare("INSERT INTO events (app_id, type, data, created_at) VALUES (?, ?, ?, ?)")
+        .BindAll(app_id, type, data, Ms(at))
+        .Exec();
+  }
+
+  static void InsertAudit(Db& db, const AuditEntry& e) {
+    db.Prepare(
+          "INSERT INTO audit (at, app_id, actor, action, subject, result, detail) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .BindAll(Ms(e.at), e.app_id, e.actor, e.action, e.subject, e.result, e.detail)
+        .Exec();
+  }
+
   struct WriteOp {
     std::function<Status(Db&)> fn;
     std::function<void(const Status&)> done;  // called on the writer thread after the commit
