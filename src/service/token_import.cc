@@ -273,7 +273,7 @@ struct PackageExtras {
   std::optional<Encrypted> secret;
   std::optional<Bytes> value_mac;
   std::optional<std::string> suite_hashalgo;  // <Suite hashalgo="SHA256"/>
-  std::optional<std::string> counter_text, time_text, interval_text;
+  std::optional<std::string> counter_text, interval_text;
 };
 
 Result<std::string> MacDigestFromUri(const std::string& uri) {
@@ -381,11 +381,12 @@ Result<PackageExtras> ReadPackage(xmlNode* package, std::size_t index) {
   }
   xmlNode* data = Element(key, "Data");
   if (data == nullptr) return extras;
+  // <Time> (intervals passed, RFC 6030 §4.1) and <TimeDrift> are informational:
+  // codes count steps from Unix time 0 (RFC 6238) and resync learns a drifting clock.
   for (const char* name : {"Counter", "Time", "TimeInterval", "TimeDrift"}) {
     auto v = PlainDataValue(data, name, index);
     if (!v.ok()) return v.status();
     if (std::string_view(name) == "Counter") extras.counter_text = *v;
-    if (std::string_view(name) == "Time") extras.time_text = *v;
     if (std::string_view(name) == "TimeInterval") extras.interval_text = *v;
   }
   xmlNode* secret = Element(data, "Secret");
@@ -448,6 +449,70 @@ Result<Bytes> EncryptionKeyFor(const ContainerCrypto& c, const PskcOptions& opti
     return InvalidArgument("the pre-shared key must be 16 bytes (32 hex digits) for AES-128-CBC");
   }
   return *options.key;
+}
+
+// The HOTP/TOTP parameters libpskc read for one key package, checked. `serial`
+// names the key in errors; the secret is filled in later.
+Result<ImportedToken> TokenFromPackage(pskc_key_t* key, const PackageExtras& x,
+                                       const std::string& serial) {
+  const std::string where = "key '" + serial + "'";
+  ImportedToken t;
+  t.serial = serial;
+  const std::string algorithm = OptionalString(pskc_get_key_algorithm(key)).value_or("");
+  if (algorithm == kHotpUrn || algorithm == kHotpDraftUrn) {
+    t.type = "hotp";
+  } else if (algorithm == kTotpUrn || algorithm == kTotpDraftUrn) {
+    t.type = "totp";
+  } else {
+    return InvalidArgument(where + ": algorithm '" + algorithm +
+                           "' is not supported (HOTP or TOTP: " + std::string(kHotpUrn) + ", " +
+                           std::string(kTotpUrn) + ")");
+  }
+
+  t.algorithm = "SHA1";
+  std::optional<std::string> suite = x.suite_hashalgo;
+  if (!suite || suite->empty()) suite = OptionalString(pskc_get_key_algparm_suite(key));
+  if (suite && !Trim(*suite).empty()) {
+    auto name = HashNameFromSuite(*suite);
+    if (!name) {
+      return InvalidArgument(where + ": Suite '" + *suite +
+                             "' is not a hash this service knows (SHA1, SHA256, SHA512)");
+    }
+    t.algorithm = *name;
+  }
+
+  int present = 0;
+  const pskc_valueformat encoding = pskc_get_key_algparm_resp_encoding(key, &present);
+  if (present && encoding != PSKC_VALUEFORMAT_DECIMAL) {
+    return InvalidArgument(where + ": ResponseFormat Encoding must be DECIMAL");
+  }
+  const std::uint32_t length = pskc_get_key_algparm_resp_length(key, &present);
+  if (present) {
+    if (length < kMinDigits || length > kMaxDigits) {
+      return InvalidArgument(where + ": ResponseFormat Length " + std::to_string(length) +
+                             " is outside 6..10 digits");
+    }
+    t.digits = static_cast<int>(length);
+  }
+
+  if (x.counter_text) {
+    auto c = ParseUnsigned(*x.counter_text);
+    if (!c || *c > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return InvalidArgument(where + ": Counter is not a non-negative integer");
+    }
+    if (t.type == "hotp") t.counter = static_cast<std::int64_t>(*c);
+  }
+  if (t.type == "totp") {
+    if (x.interval_text) {
+      auto p = ParseUnsigned(*x.interval_text);
+      if (!p || *p < kMinPeriod || *p > kMaxPeriod) {
+        return InvalidArgument(where + ": TimeInterval must be 15 to 120 seconds");
+      }
+      t.period = static_cast<int>(*p);
+    }
+  }
+
+  return t;
 }
 
 // Decrypts the MACKey and checks each encrypted secret's ValueMAC (HMAC over
@@ -559,67 +624,8 @@ Result<std::vector<ImportedToken>> ParsePskc(std::string_view xml, const PskcOpt
                              " and " + std::to_string(i + 1) + ")");
     }
 
-    ImportedToken t;
-    t.serial = *serial;
-    const std::string algorithm = OptionalString(pskc_get_key_algorithm(key)).value_or("");
-    if (algorithm == kHotpUrn || algorithm == kHotpDraftUrn) {
-      t.type = "hotp";
-    } else if (algorithm == kTotpUrn || algorithm == kTotpDraftUrn) {
-      t.type = "totp";
-    } else {
-      return InvalidArgument(where + ": algorithm '" + algorithm +
-                             "' is not supported (HOTP or TOTP: " + std::string(kHotpUrn) + ", " +
-                             std::string(kTotpUrn) + ")");
-    }
-
-    t.algorithm = "SHA1";
-    std::optional<std::string> suite = x.suite_hashalgo;
-    if (!suite || suite->empty()) suite = OptionalString(pskc_get_key_algparm_suite(key));
-    if (suite && !Trim(*suite).empty()) {
-      auto name = HashNameFromSuite(*suite);
-      if (!name) {
-        return InvalidArgument(where + ": Suite '" + *suite +
-                               "' is not a hash this service knows (SHA1, SHA256, SHA512)");
-      }
-      t.algorithm = *name;
-    }
-
-    int present = 0;
-    const pskc_valueformat encoding = pskc_get_key_algparm_resp_encoding(key, &present);
-    if (present && encoding != PSKC_VALUEFORMAT_DECIMAL) {
-      return InvalidArgument(where + ": ResponseFormat Encoding must be DECIMAL");
-    }
-    const std::uint32_t length = pskc_get_key_algparm_resp_length(key, &present);
-    if (present) {
-      if (length < kMinDigits || length > kMaxDigits) {
-        return InvalidArgument(where + ": ResponseFormat Length " + std::to_string(length) +
-                               " is outside 6..10 digits");
-      }
-      t.digits = static_cast<int>(length);
-    }
-
-    if (x.counter_text) {
-      auto c = ParseUnsigned(*x.counter_text);
-      if (!c || *c > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        return InvalidArgument(where + ": Counter is not a non-negative integer");
-      }
-      if (t.type == "hotp") t.counter = static_cast<std::int64_t>(*c);
-    }
-    if (t.type == "totp") {
-      if (x.interval_text) {
-        auto p = ParseUnsigned(*x.interval_text);
-        if (!p || *p < kMinPeriod || *p > kMaxPeriod) {
-          return InvalidArgument(where + ": TimeInterval must be 15 to 120 seconds");
-        }
-        t.period = static_cast<int>(*p);
-      }
-      if (x.time_text) {
-        auto t0 = ParseUnsigned(*x.time_text);
-        if (!t0 || *t0 != 0) {
-          return InvalidArgument(where + ": a TOTP start Time other than 0 is not supported");
-        }
-      }
-    }
+    auto t = TokenFromPackage(key, x, *serial);
+    if (!t.ok()) return t.status();
 
     if (x.plain_secret) {
       any_plain = true;
@@ -631,7 +637,7 @@ Result<std::vector<ImportedToken>> ParsePskc(std::string_view xml, const PskcOpt
     } else {
       return InvalidArgument(where + ": no secret");
     }
-    tokens.push_back(std::move(t));
+    tokens.push_back(std::move(*t));
     names.push_back(where);
   }
   if (any_plain && !options.allow_plaintext) {
