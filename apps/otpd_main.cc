@@ -16,6 +16,7 @@
 #include "service/channel.h"
 #include "service/config.h"
 #include "service/dispatcher.h"
+#include "service/factors.h"
 #include "service/secrets.h"
 #include "service/verifications.h"
 #include "store/open_store.h"
@@ -104,7 +105,8 @@ int main(int argc, char** argv) {
   otpd::ApiOptions api_options;
   const std::string log_path = providers->LogPath();
   if (config->ListenIsLoopback()) api_options.inbox_path = log_path;
-  otpd::Api api(**store, apps, verifications, metrics, clock, api_options);
+  otpd::FactorService factors(**store, secrets, clock, random);
+  otpd::Api api(**store, apps, verifications, factors, metrics, clock, api_options);
   api.ServeDeliveryReports(*providers, dispatcher);
   metrics.AttachDeliveryState(store->get(), &*providers);
 

@@ -107,6 +107,7 @@ struct AppFlags {
   int max_checks = 0;
   int max_sends = 0;
   int resend_cooldown = -1;
+  int totp_window = -1;
   std::string webhook_url;
   bool webhook_url_set = false;
   std::vector<std::string> templates;       // channel:locale=TEXT ("" removes)
@@ -125,6 +126,8 @@ struct AppFlags {
     cmd->add_option("--max-checks", max_checks, "wrong codes allowed per verification (default 5)");
     cmd->add_option("--max-sends", max_sends, "sends per verification (default 5)");
     cmd->add_option("--resend-cooldown", resend_cooldown, "seconds between sends (default 30)");
+    cmd->add_option("--totp-window", totp_window,
+                    "TOTP steps accepted either side of now, 0..10 (default 1)");
     cmd->add_option("--webhook-url", webhook_url, "where events are POSTed");
   }
 
@@ -139,6 +142,7 @@ struct AppFlags {
     if (max_checks != 0) s->max_checks = max_checks;
     if (max_sends != 0) s->max_sends = max_sends;
     if (resend_cooldown >= 0) s->resend_cooldown_s = resend_cooldown;
+    if (totp_window >= 0) s->totp_window = totp_window;
     if (webhook_url_set) s->webhook_url = webhook_url;
     for (const std::string& t : templates) {
       const auto eq = t.find('=');
@@ -200,6 +204,15 @@ int RunOtpctl(int argc, char** argv) {
   key_create->add_option("APP_ID", key_ref, "app id or name")->required();
   auto* key_revoke = key->add_subcommand("revoke", "revoke an API key at once");
   key_revoke->add_option("KEY_ID", key_ref, "key id (key_…)")->required();
+
+  auto* user = cli.add_subcommand("user", "manage an app's end users (token checks)");
+  user->require_subcommand(1);
+  std::string user_app;
+  std::string user_id;
+  auto* user_unlock = user->add_subcommand(
+      "unlock", "clear a user's lock, delay and failure count after failed token checks");
+  user_unlock->add_option("APP", user_app, "app id or name")->required();
+  user_unlock->add_option("USER", user_id, "the app's user id")->required();
 
   auto* code = cli.add_subcommand("code", "print a TOTP/HOTP code, like oathtool");
   code->require_subcommand(1);
@@ -367,6 +380,19 @@ int RunOtpctl(int argc, char** argv) {
     if (s.code() == otp::StatusCode::kNotFound) return Error("no token '" + token_serial + "'");
     if (!s.ok()) return Error(s.message());
     std::cout << json{{"serial", token_serial}, {"revoked", true}}.dump() << "\n";
+    return 0;
+  }
+  if (*user_unlock) {
+    auto found = (*store)->GetApp(user_app);
+    if (!found.ok()) return Error("no app '" + user_app + "'");
+    auto was_locked = (*store)->UnlockUser(found->id, user_id, "otpctl", otp::SystemClock().Now());
+    if (!was_locked.ok()) return Error(was_locked.status().message());
+    std::cout << json{{"app_id", found->id},
+                      {"user", user_id},
+                      {"was_locked", *was_locked},
+                      {"unlocked", true}}
+                     .dump()
+              << "\n";
     return 0;
   }
   if (*key_revoke) {

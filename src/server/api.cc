@@ -12,6 +12,7 @@
 #include "otp/crypto.h"
 #include "otp/percent.h"
 #include "service/messages.h"
+#include "service/qr.h"
 #include "service/recipients.h"
 
 namespace otpd {
@@ -36,6 +37,14 @@ const std::vector<RouteInfo> kRoutes = {
     {"POST", "/v1/verifications/{id}/cancel", true},
     // Authenticated by the provider's dlr_token (?token=), not an API key.
     {"POST", "/v1/providers/{name}/dlr", false},
+    {"POST", "/v1/users/{user}/factors", true},
+    {"GET", "/v1/users/{user}/factors", true},
+    {"DELETE", "/v1/users/{user}/factors/{id}", true},
+    {"POST", "/v1/users/{user}/factors/{id}/activate", true},
+    {"POST", "/v1/users/{user}/factors/{id}/resync", true},
+    {"GET", "/v1/users/{user}/factors/{id}/qr.png", true},
+    {"POST", "/v1/users/{user}/verify", true},
+    {"POST", "/v1/users/{user}/recovery-codes", true},
 };
 
 std::vector<std::string> Split(std::string_view path) {
@@ -301,11 +310,12 @@ ApiResult<CheckRequest> ParseCheck(const HttpRequest& req, bool by_recipient) {
 
 }  // namespace
 
-Api::Api(Store& store, AppService& apps, VerificationService& verifications, Metrics& metrics,
-         otp::Clock& clock, ApiOptions options)
+Api::Api(Store& store, AppService& apps, VerificationService& verifications, FactorService& factors,
+         Metrics& metrics, otp::Clock& clock, ApiOptions options)
     : store_(store),
       apps_(apps),
       verifications_(verifications),
+      factors_(factors),
       metrics_(metrics),
       clock_(clock),
       options_(std::move(options)) {}
@@ -481,6 +491,7 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
   // Everything below needs an app.
   auto app = Authenticate(req);
   if (!app.ok()) return Problem(app.error());
+  if (path.starts_with("/v1/users/")) return Factors(req, *app, path, params);
   if (!params.empty() && !ValidId(params[0])) {
     return Problem(MakeError(ApiCode::kNotFound, "no such verification"));
   }
@@ -525,6 +536,129 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
   }
   if (!result.ok()) return Problem(result.error());
   return Json(200, VerificationJson(*result));
+}
+
+HttpResponse Api::Factors(const HttpRequest& req, const App& app, const std::string& path,
+                          const std::vector<std::string>& params) {
+  // Path segments arrive percent-encoded ("alice%40example.com").
+  auto user = otp::PercentDecode(params[0], false);
+  if (!user.ok() || !ValidUserId(*user)) {
+    return Problem(MakeError(ApiCode::kNotFound, "no such user"));
+  }
+  const std::string factor_id = params.size() > 1 ? params[1] : "";
+  if (!factor_id.empty() && !ValidId(factor_id)) {
+    return Problem(MakeError(ApiCode::kNotFound, "no such factor"));
+  }
+  // A code answer: {"valid", ...} or the problem (throttled, locked, ...).
+  auto check_response = [](const ApiResult<FactorCheck>& r, bool with_status) {
+    if (!r.ok()) return Problem(r.error());
+    json body = {{"valid", r->valid}};
+    if (with_status) {
+      body["status"] = r->status;
+    } else if (r->valid) {
+      if (!r->factor_id.empty()) body["factor_id"] = r->factor_id;
+      body["type"] = r->type;
+    }
+    return Json(200, body);
+  };
+
+  if (path == "/v1/users/{user}/factors" && req.method == "POST") {
+    auto body = ParseObject(req.body, false);
+    if (!body.ok()) return Problem(body.error());
+    Fields f(*body);
+    CreateFactorRequest c;
+    if (auto type = f.String("type", true, 8)) {
+      if (*type != kFactorTotp && *type != kFactorHotp) f.Add("type", "must be totp or hotp");
+      c.type = *type;
+    }
+    c.label = f.String("label", false, 128);
+    c.issuer = f.String("issuer", false, 128);
+    c.digits = f.Int("digits", 6, 10);
+    c.period = f.Int("period", 15, 120);
+    c.algorithm = f.String("algorithm", false, 16);
+    c.serial = f.String("serial", false, 64);
+    ApiError e = f.Finish();
+    if (!e.ok()) return Problem(e);
+    auto created = factors_.Create(app, *user, c);
+    if (!created.ok()) return Problem(created.error());
+    json out = FactorJson(created->factor);
+    if (!created->secret_base32.empty()) {
+      auto svg = QrSvg(created->otpauth_uri);
+      if (!svg.ok()) return Problem(MakeError(ApiCode::kInternal, "cannot draw the QR code"));
+      out["secret"] = created->secret_base32;
+      out["otpauth_uri"] = created->otpauth_uri;
+      out["qr_svg"] = *svg;
+    }
+    HttpResponse r = Json(201, out);
+    r.headers.emplace_back(
+        "Location", "/v1/users/" + otp::PercentEncode(*user) + "/factors/" + created->factor.id);
+    return r;
+  }
+  if (path == "/v1/users/{user}/factors") {  // GET
+    auto list = factors_.List(app, *user);
+    if (!list.ok()) return Problem(list.error());
+    json items = json::array();
+    for (const Factor& f : *list) items.push_back(FactorJson(f));
+    return Json(200, {{"factors", std::move(items)}});
+  }
+  if (path == "/v1/users/{user}/factors/{id}") {  // DELETE
+    ApiError e = factors_.Delete(app, *user, factor_id);
+    if (!e.ok()) return Problem(e);
+    HttpResponse r;
+    r.status = 204;
+    r.content_type.clear();
+    return r;
+  }
+  if (path == "/v1/users/{user}/factors/{id}/qr.png") {
+    // Only while unverified: once active, the secret is never shown again.
+    auto f = factors_.Get(app, *user, factor_id);
+    if (!f.ok()) return Problem(f.error());
+    if (f->status != kFactorUnverified || !f->serial.empty()) {
+      return Problem(MakeError(ApiCode::kNotFound, "no QR code: the factor is active"));
+    }
+    auto uri = factors_.OtpAuthUri(*f);
+    if (!uri.ok()) return Problem(uri.error());
+    auto png = QrPng(*uri);
+    if (!png.ok()) return Problem(MakeError(ApiCode::kInternal, "cannot draw the QR code"));
+    HttpResponse r;
+    r.content_type = "image/png";
+    r.body = std::move(png).value();
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+  }
+  if (path == "/v1/users/{user}/recovery-codes") {
+    auto body = ParseObject(req.body, true);
+    if (!body.ok()) return Problem(body.error());
+    ApiError e = Fields(*body).Finish();
+    if (!e.ok()) return Problem(e);
+    auto codes = factors_.IssueRecoveryCodes(app, *user);
+    if (!codes.ok()) return Problem(codes.error());
+    return Json(201, {{"codes", *codes}});
+  }
+
+  auto body = ParseObject(req.body, false);
+  if (!body.ok()) return Problem(body.error());
+  Fields f(*body);
+  if (path == "/v1/users/{user}/verify") {
+    auto code = f.String("code", true, 64);
+    auto id = f.String("factor_id", false, 64);
+    ApiError e = f.Finish();
+    if (!e.ok()) return Problem(e);
+    if (id && !ValidId(*id)) return Problem(MakeError(ApiCode::kNotFound, "no such factor"));
+    return check_response(factors_.Verify(app, *user, *code, id), false);
+  }
+  if (path == "/v1/users/{user}/factors/{id}/activate") {
+    auto code = f.String("code", true, 64);
+    ApiError e = f.Finish();
+    if (!e.ok()) return Problem(e);
+    return check_response(factors_.Activate(app, *user, factor_id, *code), true);
+  }
+  // resync
+  auto code1 = f.String("code1", true, 64);
+  auto code2 = f.String("code2", true, 64);
+  ApiError e = f.Finish();
+  if (!e.ok()) return Problem(e);
+  return check_response(factors_.Resync(app, *user, factor_id, *code1, *code2), true);
 }
 
 HttpResponse Api::DeliveryReports(const HttpRequest& req, const std::string& name) {

@@ -14,6 +14,7 @@
 #include "service/apps.h"
 #include "service/channel.h"
 #include "service/dispatcher.h"
+#include "service/factors.h"
 #include "service/verifications.h"
 
 namespace otpd {
@@ -31,8 +32,8 @@ struct ApiOptions {
 
 class Api {
  public:
-  Api(Store& store, AppService& apps, VerificationService& verifications, Metrics& metrics,
-      otp::Clock& clock, ApiOptions options);
+  Api(Store& store, AppService& apps, VerificationService& verifications, FactorService& factors,
+      Metrics& metrics, otp::Clock& clock, ApiOptions options);
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -60,10 +61,14 @@ class Api {
   void Record(const std::string& method, const RouteInfo* route, const HttpResponse& response,
               std::chrono::steady_clock::time_point started);
   HttpResponse DeliveryReports(const HttpRequest& request, const std::string& provider);
+  // The /v1/users/{user}/... routes (SPEC §4.2).
+  HttpResponse Factors(const HttpRequest& request, const App& app, const std::string& path,
+                       const std::vector<std::string>& params);
 
   Store& store_;
   AppService& apps_;
   VerificationService& verifications_;
+  FactorService& factors_;
   Metrics& metrics_;
   otp::Clock& clock_;
   ApiOptions options_;

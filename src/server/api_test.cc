@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <set>
 
+#include "otp/otpauth_uri.h"
 #include "otp/percent.h"
+#include "otp/totp.h"
 #include "service/dispatcher.h"
 #include "store/memory/memory_store.h"
 
@@ -69,7 +71,9 @@ class ApiTest : public ::testing::Test {
     ApiOptions options;
     options.inbox_path = log_path_;
     options.log_requests = false;
-    api_ = std::make_unique<Api>(*store_, apps_, *verifications_, metrics_, clock_, options);
+    factors_ = std::make_unique<FactorService>(*store_, secrets_, clock_, otp::SystemRandom());
+    api_ = std::make_unique<Api>(*store_, apps_, *verifications_, *factors_, metrics_, clock_,
+                                 options);
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_, &metrics_);
     api_->ServeDeliveryReports(*providers_, *dispatcher_);
     metrics_.AttachDeliveryState(store_.get(), providers_.get());
@@ -112,6 +116,7 @@ class ApiTest : public ::testing::Test {
   AppService apps_{*store_, clock_, otp::SystemRandom()};
   Metrics metrics_;
   std::unique_ptr<VerificationService> verifications_;
+  std::unique_ptr<FactorService> factors_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<Dispatcher> dispatcher_;
   std::string key_a_, key_b_;
@@ -383,6 +388,167 @@ TEST_F(ApiTest, RevokedKeysStopWorkingWithinTheCacheTtl) {
   ExpectProblem(Call("GET", path, "", key->api_key), 404, "not_found");
   ASSERT_TRUE(apps_.RevokeKey(key->key_id).ok());
   ExpectProblem(Call("GET", path, "", key->api_key), 401, "unauthorized");
+}
+
+}  // namespace
+}  // namespace otpd
+
+namespace otpd {
+namespace {
+
+// The code of a TOTP factor from its create answer, `steps_off` steps from now.
+using std::chrono::seconds;
+
+std::string TotpFromAnswer(const json& created, const otp::Clock& clock, int steps_off = 0) {
+  auto uri = otp::ParseOtpAuthUri(created["otpauth_uri"].get<std::string>());
+  auto key = otp::HotpKey::Create(uri->secret, uri->algorithm);
+  return otp::TotpGenerate(*key, otp::ToUnixSeconds(clock.Now()) + steps_off * uri->period,
+                           otp::TotpParams{uri->digits, uri->period, 0});
+}
+
+TEST_F(ApiTest, FactorLifecycleShapes) {
+  HttpResponse c = Call("POST", "/v1/users/alice%40example.com/factors",
+                        R"({"type":"totp","issuer":"Shop","label":"alice@example.com"})", key_a_);
+  ASSERT_EQ(c.status, 201) << c.body;
+  json f = Body(c);
+  EXPECT_EQ(f["status"], "unverified");
+  EXPECT_EQ(f["type"], "totp");
+  EXPECT_TRUE(f["id"].get<std::string>().starts_with("fac_"));
+  EXPECT_EQ(f["secret"].get<std::string>().size(), 32u);  // 20 bytes of base32
+  EXPECT_TRUE(f["otpauth_uri"].get<std::string>().starts_with("otpauth://totp/Shop:alice%40"));
+  EXPECT_THAT(f["qr_svg"].get<std::string>(), ::testing::HasSubstr("<svg"));
+  const std::string id = f["id"];
+  const std::string base = "/v1/users/alice%40example.com/factors/" + id;
+
+  // The PNG while unverified.
+  HttpResponse png = Call("GET", base + "/qr.png", "", key_a_);
+  EXPECT_EQ(png.status, 200);
+  EXPECT_EQ(png.content_type, "image/png");
+  EXPECT_EQ(png.body.substr(1, 3), "PNG");
+
+  // The list never shows the secret.
+  HttpResponse list = Call("GET", "/v1/users/alice%40example.com/factors", "", key_a_);
+  ASSERT_EQ(list.status, 200);
+  EXPECT_EQ(Body(list)["factors"].size(), 1u);
+  EXPECT_THAT(list.body, ::testing::Not(::testing::HasSubstr(f["secret"].get<std::string>())));
+  EXPECT_FALSE(Body(list)["factors"][0].contains("secret"));
+
+  std::string wrong = TotpFromAnswer(f, clock_);
+  wrong[0] = wrong[0] == '9' ? '0' : static_cast<char>(wrong[0] + 1);
+  json a = Body(Call("POST", base + "/activate", json({{"code", wrong}}).dump(), key_a_));
+  EXPECT_EQ(a, json({{"valid", false}, {"status", "unverified"}}));
+  a = Body(
+      Call("POST", base + "/activate", json({{"code", TotpFromAnswer(f, clock_)}}).dump(), key_a_));
+  EXPECT_EQ(a, json({{"valid", true}, {"status", "active"}}));
+  ExpectProblem(Call("GET", base + "/qr.png", "", key_a_), 404, "not_found");
+
+  clock_.Advance(seconds(30));
+  const std::string code = TotpFromAnswer(f, clock_);
+  json v = Body(
+      Call("POST", "/v1/users/alice%40example.com/verify", json({{"code", code}}).dump(), key_a_));
+  EXPECT_EQ(v, json({{"valid", true}, {"factor_id", id}, {"type", "totp"}}));
+  v = Body(
+      Call("POST", "/v1/users/alice%40example.com/verify", json({{"code", code}}).dump(), key_a_));
+  EXPECT_EQ(v, json({{"valid", false}}));  // replay
+
+  json r = Body(Call("POST", "/v1/users/alice%40example.com/recovery-codes", "", key_a_));
+  ASSERT_EQ(r["codes"].size(), 10u);
+  v = Body(Call("POST", "/v1/users/alice%40example.com/verify",
+                json({{"code", r["codes"][0]}}).dump(), key_a_));
+  EXPECT_EQ(v, json({{"valid", true}, {"type", "recovery_code"}}));
+
+  json rs = Body(Call("POST", base + "/resync", R"({"code1":"123456","code2":"654321"})", key_a_));
+  EXPECT_EQ(rs["valid"], false);
+  EXPECT_EQ(rs["status"], "active");
+
+  HttpResponse del = Call("DELETE", base, "", key_a_);
+  EXPECT_EQ(del.status, 204);
+  EXPECT_TRUE(del.body.empty());
+  ExpectProblem(Call("DELETE", base, "", key_a_), 404, "not_found");
+}
+
+TEST_F(ApiTest, FactorsOfAnotherAppAnswer404) {
+  json f = Body(Call("POST", "/v1/users/bob/factors", R"({"type":"hotp"})", key_a_));
+  const std::string base = "/v1/users/bob/factors/" + f["id"].get<std::string>();
+  ExpectProblem(Call("GET", base + "/qr.png", "", key_b_), 404, "not_found");
+  ExpectProblem(Call("POST", base + "/activate", R"({"code":"123456"})", key_b_), 404, "not_found");
+  ExpectProblem(Call("POST", base + "/resync", R"({"code1":"1","code2":"2"})", key_b_), 404,
+                "not_found");
+  ExpectProblem(Call("DELETE", base, "", key_b_), 404, "not_found");
+  ExpectProblem(Call("POST", "/v1/users/bob/verify",
+                     json({{"code", "123456"}, {"factor_id", f["id"]}}).dump(), key_b_),
+                404, "not_found");
+  EXPECT_TRUE(Body(Call("GET", "/v1/users/bob/factors", "", key_b_))["factors"].empty());
+  EXPECT_EQ(Body(Call("GET", "/v1/users/bob/factors", "", key_a_))["factors"].size(), 1u);
+  // Another user of the same app: 404 as well.
+  ExpectProblem(Call("DELETE", "/v1/users/carol/factors/" + f["id"].get<std::string>(), "", key_a_),
+                404, "not_found");
+  ExpectProblem(Call("GET", "/v1/users/bob/factors", "", ""), 401, "unauthorized");
+}
+
+TEST_F(ApiTest, FactorRequestsAreValidated) {
+  auto field_of = [&](const std::string& body) {
+    HttpResponse r = Call("POST", "/v1/users/alice/factors", body, key_a_);
+    EXPECT_EQ(r.status, 400) << body << " " << r.body;
+    json j = json::parse(r.body);
+    EXPECT_EQ(j["code"], "invalid_request");
+    return j["errors"][0]["field"].get<std::string>();
+  };
+  EXPECT_EQ(field_of(R"({})"), "type");
+  EXPECT_EQ(field_of(R"({"type":"sms"})"), "type");
+  EXPECT_EQ(field_of(R"({"type":"totp","digits":5})"), "digits");
+  EXPECT_EQ(field_of(R"({"type":"totp","digits":"6"})"), "digits");
+  EXPECT_EQ(field_of(R"({"type":"totp","period":121})"), "period");
+  EXPECT_EQ(field_of(R"({"type":"totp","period":14})"), "period");
+  EXPECT_EQ(field_of(R"({"type":"totp","algorithm":"MD5"})"), "algorithm");
+  EXPECT_EQ(field_of(R"({"type":"totp","secret":"AAAA"})"), "secret");  // unknown field
+  EXPECT_EQ(field_of(R"({"type":"totp","label":""})"), "label");
+  EXPECT_EQ(field_of(R"({"type":"hotp","serial":"NOPE"})"), "serial");
+  ExpectProblem(Call("POST", "/v1/users/alice/factors", "{", key_a_), 400, "invalid_request");
+  // A user id outside 1..128 of A-Za-z0-9._@:- is no user.
+  ExpectProblem(Call("POST", "/v1/users/a%20b/factors", R"({"type":"totp"})", key_a_), 404,
+                "not_found");
+  ExpectProblem(
+      Call("POST", "/v1/users/" + std::string(129, 'a') + "/factors", R"({"type":"totp"})", key_a_),
+      404, "not_found");
+  EXPECT_EQ(
+      Call("POST", "/v1/users/" + std::string(128, 'a') + "/factors", R"({"type":"totp"})", key_a_)
+          .status,
+      201);
+  ExpectProblem(Call("POST", "/v1/users/alice/verify", R"({})", key_a_), 400, "invalid_request");
+  ExpectProblem(Call("POST", "/v1/users/alice/verify", R"({"code":"1","x":1})", key_a_), 400,
+                "invalid_request");
+  ExpectProblem(Call("POST", "/v1/users/alice/recovery-codes", R"({"n":3})", key_a_), 400,
+                "invalid_request");
+  ExpectProblem(Call("GET", "/v1/users/alice/factors/fac_123456", "", key_a_), 405,
+                "invalid_request");
+}
+
+TEST_F(ApiTest, ThrottledThenLocked) {
+  json f = Body(Call("POST", "/v1/users/eve/factors", R"({"type":"totp"})", key_a_));
+  const std::string id = f["id"];
+  ASSERT_EQ(Body(Call("POST", "/v1/users/eve/factors/" + id + "/activate",
+                      json({{"code", TotpFromAnswer(f, clock_)}}).dump(), key_a_))["valid"],
+            true);
+  clock_.Advance(seconds(30));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Call("POST", "/v1/users/eve/verify", R"({"code":"abc"})", key_a_).status, 200);
+  }
+  HttpResponse r = Call("POST", "/v1/users/eve/verify",
+                        json({{"code", TotpFromAnswer(f, clock_)}}).dump(), key_a_);
+  ExpectProblem(r, 429, "user_throttled");
+  EXPECT_THAT(r.headers,
+              ::testing::Contains(std::pair<std::string, std::string>("Retry-After", "30")));
+  for (int i = 6; i <= 100; ++i) {
+    clock_.Advance(seconds(3600));
+    ASSERT_EQ(Call("POST", "/v1/users/eve/verify", R"({"code":"abc"})", key_a_).status, 200) << i;
+  }
+  clock_.Advance(seconds(3600));
+  ExpectProblem(Call("POST", "/v1/users/eve/verify",
+                     json({{"code", TotpFromAnswer(f, clock_)}}).dump(), key_a_),
+                423, "factor_locked");
+  // Another app's user of the same name is not affected.
+  EXPECT_EQ(Call("POST", "/v1/users/eve/verify", R"({"code":"abc"})", key_b_).status, 200);
 }
 
 }  // namespace

@@ -49,6 +49,7 @@ Status ValidateAppSettings(const AppSettings& s) {
   if (s.ttl_s < 60 || s.ttl_s > 86400) return otp::InvalidArgument("ttl: 60..86400 seconds");
   if (s.max_checks < 1 || s.max_checks > 20) return otp::InvalidArgument("max_checks: 1..20");
   if (s.max_sends < 1 || s.max_sends > 20) return otp::InvalidArgument("max_sends: 1..20");
+  if (s.totp_window < 0 || s.totp_window > 10) return otp::InvalidArgument("totp_window: 0..10");
   if (s.resend_cooldown_s < 0 || s.resend_cooldown_s > 3600) {
     return otp::InvalidArgument("resend_cooldown: 0..3600 seconds");
   }

@@ -10,6 +10,18 @@ std::string UserEventJson(std::string_view user_id, const std::string& extra_key
   return j.dump();
 }
 
+AuditEntry ChangeAudit(std::string_view app_id, std::string_view actor, std::string_view action,
+                       std::string_view subject, std::string_view detail, TimePoint at) {
+  return AuditEntry{0,
+                    at,
+                    std::string(app_id),
+                    std::string(actor),
+                    std::string(action),
+                    std::string(subject),
+                    "done",
+                    std::string(detail)};
+}
+
 Factor FactorFromToken(const Factor& request, const HardwareToken& token) {
   Factor f;
   f.id = request.id;

@@ -42,6 +42,11 @@ FactorAttemptOutcome RunFactorAttempt(const FactorAttempt& attempt, FactorAttemp
 // and sealed secret (the token's blob is kept, see Factor).
 Factor FactorFromToken(const Factor& request, const HardwareToken& token);
 
+// The audit line of a factor state change made outside an attempt (create,
+// bind, delete, recovery codes issued).
+AuditEntry ChangeAudit(std::string_view app_id, std::string_view actor, std::string_view action,
+                       std::string_view subject, std::string_view detail, TimePoint at);
+
 // The JSON `data` of user-level events ({"user_id", ...extra}).
 std::string UserEventJson(std::string_view user_id, const std::string& extra_key = "",
                           int extra_value = 0);

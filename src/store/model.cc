@@ -51,6 +51,7 @@ std::string AppSettingsToJson(const AppSettings& s) {
               {"max_checks", s.max_checks},
               {"max_sends", s.max_sends},
               {"resend_cooldown_s", s.resend_cooldown_s},
+              {"totp_window", s.totp_window},
               {"starts_per_recipient", s.starts_per_recipient},
               {"starts_window_s", s.starts_window_s},
               {"webhook_url", s.webhook_url},
@@ -68,6 +69,7 @@ bool AppSettingsFromJson(const std::string& text, AppSettings* settings) {
   s.max_checks = j.value("max_checks", s.max_checks);
   s.max_sends = j.value("max_sends", s.max_sends);
   s.resend_cooldown_s = j.value("resend_cooldown_s", s.resend_cooldown_s);
+  s.totp_window = j.value("totp_window", s.totp_window);
   s.starts_per_recipient = j.value("starts_per_recipient", s.starts_per_recipient);
   s.starts_window_s = j.value("starts_window_s", s.starts_window_s);
   s.webhook_url = j.value("webhook_url", s.webhook_url);

@@ -49,6 +49,7 @@ struct AppSettings {
   int max_checks = 5;            // wrong codes before max_checks_reached
   int max_sends = 5;             // sends (first + resends) per verification
   int resend_cooldown_s = 30;    // between two sends of one verification
+  int totp_window = 1;           // TOTP steps accepted either side of now, 0..10 (SPEC §4.2)
   int starts_per_recipient = 5;  // starts per recipient per window
   int starts_window_s = 600;
   std::string webhook_url;  // empty = none

@@ -471,7 +471,8 @@ FactorCandidate RecoveryHash(const std::string& hash) {
 
 std::vector<std::string> EventTypes(Store& store, const std::string& app) {
   std::vector<std::string> out;
-  for (const Event& e : *store.ListEvents(app, 0, 1000)) out.push_back(e.type);
+  const auto rows = store.ListEvents(app, 0, 1000).value();
+  for (const Event& e : rows) out.push_back(e.type);
   return out;
 }
 
@@ -508,6 +509,11 @@ TEST_P(StoreTest, FactorsAreScopedToAppAndUser) {
             (std::vector<std::string>{"factor.created", "factor.created", "factor.created",
                                       "factor.deleted"}));
   EXPECT_TRUE(EventTypes(*store_, "app_b").empty());
+  std::vector<std::string> actions;
+  const auto audit = store_->ListAudit("app_a", 100).value();
+  for (const AuditEntry& e : audit) actions.push_back(e.action + " " + e.subject);
+  EXPECT_EQ(actions, (std::vector<std::string>{"factor.create fac_1", "factor.create fac_2",
+                                               "factor.create fac_3", "factor.delete fac_1"}));
 }
 
 TEST_P(StoreTest, ActivationThenTotpStepsOnlyMoveForward) {
@@ -551,7 +557,8 @@ TEST_P(StoreTest, ActivationThenTotpStepsOnlyMoveForward) {
   EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 141);
 
   int replays = 0;
-  for (const AuditEntry& e : *store_->ListAudit("app_a", 100)) {
+  const auto rows = store_->ListAudit("app_a", 100).value();
+  for (const AuditEntry& e : rows) {
     if (e.action == "factor.replay") {
       ++replays;
       EXPECT_EQ(e.subject, "fac_t");
@@ -682,7 +689,8 @@ TEST_P(StoreTest, FailuresDelayThenLockAndASuccessClearsTheCount) {
   const auto types = EventTypes(*store_, "app_a");
   EXPECT_EQ(std::count(types.begin(), types.end(), "factor.locked"), 1);
   bool unlock_audited = false;
-  for (const AuditEntry& e : *store_->ListAudit("app_a", 10)) {
+  const auto rows = store_->ListAudit("app_a", 10).value();
+  for (const AuditEntry& e : rows) {
     unlock_audited |= e.action == "user.unlock" && e.actor == "otpctl" && e.result == "unlocked";
   }
   EXPECT_TRUE(unlock_audited);

@@ -354,6 +354,9 @@ class MemoryStore final : public Store {
     factors_[factor.id] = factor;
     factor_order_[factor.id] = ++next_id_;
     AddEvent(factor.app_id, "factor.created", FactorEventJson(factor), factor.created_at);
+    AddAudit(ChangeAudit(factor.app_id, "api", "factor.create", factor.id,
+                         "user:" + factor.user_id + " " + factor.type + " " + factor.serial,
+                         factor.created_at));
     return Status::Ok();
   }
 
@@ -384,7 +387,7 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     Factor* f = FindFactor(app_id, user_id, factor_id);
     if (f == nullptr) return otp::NotFound("no such factor");
-    RemoveFactor(*f, now);
+    RemoveFactor(*f, now, "api");
     return Status::Ok();
   }
 
@@ -408,6 +411,8 @@ class MemoryStore final : public Store {
     factors_[f.id] = f;
     factor_order_[f.id] = ++next_id_;
     AddEvent(f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+    AddAudit(ChangeAudit(f.app_id, "api", "factor.create", f.id,
+                         "user:" + f.user_id + " " + f.type + " " + f.serial, f.created_at));
     return f;
   }
 
@@ -423,6 +428,8 @@ class MemoryStore final : public Store {
     std::vector<RecoveryCode>& codes = recovery_[{std::string(app_id), std::string(user_id)}];
     codes.clear();
     for (const std::string& h : code_hashes) codes.push_back(RecoveryCode{h, now, std::nullopt});
+    AddAudit(ChangeAudit(app_id, "api", "recovery_codes.issue", "user:" + std::string(user_id),
+                         std::to_string(code_hashes.size()) + " codes", now));
     AddEvent(std::string(app_id), "recovery_codes.issued",
              UserEventJson(user_id, "count", static_cast<int>(code_hashes.size())), now);
     return Status::Ok();
@@ -469,9 +476,7 @@ class MemoryStore final : public Store {
 
   Status AppendAudit(const AuditEntry& entry) override {
     std::lock_guard lock(mu_);
-    AuditEntry e = entry;
-    e.id = ++next_id_;
-    audit_.push_back(std::move(e));
+    AddAudit(entry);
     return Status::Ok();
   }
 
@@ -520,7 +525,7 @@ class MemoryStore final : public Store {
     if (it == tokens_.end()) return otp::NotFound("no hardware token " + std::string(serial));
     if (!it->second.factor_id.empty()) {
       auto f = factors_.find(it->second.factor_id);
-      if (f != factors_.end()) RemoveFactor(f->second, now);
+      if (f != factors_.end()) RemoveFactor(f->second, now, "otpctl");
     }
     if (!it->second.revoked_at) it->second.revoked_at = now;
     return Status::Ok();
@@ -583,11 +588,7 @@ class MemoryStore final : public Store {
     void AddEvent(const std::string& type, const std::string& data) override {
       s_.AddEvent(a_.app_id, type, data, a_.now);
     }
-    void AddAudit(const AuditEntry& entry) override {
-      AuditEntry e = entry;
-      e.id = ++s_.next_id_;
-      s_.audit_.push_back(std::move(e));
-    }
+    void AddAudit(const AuditEntry& entry) override { s_.AddAudit(entry); }
 
    private:
     MemoryStore& s_;
@@ -606,7 +607,7 @@ class MemoryStore final : public Store {
 
   // Deletes a factor, frees its hardware token (keeping the counter) and
   // writes factor.deleted.
-  void RemoveFactor(const Factor& f, TimePoint now) {
+  void RemoveFactor(const Factor& f, TimePoint now, std::string_view actor) {
     const Factor gone = f;
     if (!gone.serial.empty()) {
       auto t = tokens_.find(gone.serial);
@@ -620,6 +621,13 @@ class MemoryStore final : public Store {
     factors_.erase(gone.id);
     factor_order_.erase(gone.id);
     AddEvent(gone.app_id, "factor.deleted", FactorEventJson(gone), now);
+    AddAudit(
+        ChangeAudit(gone.app_id, actor, "factor.delete", gone.id, "user:" + gone.user_id, now));
+  }
+
+  void AddAudit(AuditEntry e) {
+    e.id = ++next_id_;
+    audit_.push_back(std::move(e));
   }
 
   void AddEvent(const std::string& app_id, const std::string& type, const std::string& data,

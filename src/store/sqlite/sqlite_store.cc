@@ -792,6 +792,9 @@ class SqliteStore final : public Store {
     return Write([&](Db& db) -> Status {
       InsertFactor(db, f);
       InsertEvent(db, f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+      InsertAudit(db,
+                  ChangeAudit(f.app_id, "api", "factor.create", f.id,
+                              "user:" + f.user_id + " " + f.type + " " + f.serial, f.created_at));
       return Status::Ok();
     });
   }
@@ -820,7 +823,7 @@ class SqliteStore final : public Store {
     return Write([&](Db& db) -> Status {
       Result<Factor> f = FindFactor(db, app_id, user_id, factor_id);
       if (!f.ok()) return f.status();
-      RemoveFactor(db, *f, now);
+      RemoveFactor(db, *f, now, "api");
       return Status::Ok();
     });
   }
@@ -851,6 +854,9 @@ class SqliteStore final : public Store {
       if (n != 1) return otp::FailedPrecondition("hardware token " + t.serial + " is taken");
       InsertFactor(db, f);
       InsertEvent(db, f.app_id, "factor.created", FactorEventJson(f), f.created_at);
+      InsertAudit(db,
+                  ChangeAudit(f.app_id, "api", "factor.create", f.id,
+                              "user:" + f.user_id + " " + f.type + " " + f.serial, f.created_at));
       return f;
     });
   }
@@ -875,6 +881,9 @@ class SqliteStore final : public Store {
             .BindAll(app_id, user_id, h, Ms(now))
             .Exec();
       }
+      InsertAudit(db,
+                  ChangeAudit(app_id, "api", "recovery_codes.issue", "user:" + std::string(user_id),
+                              std::to_string(code_hashes.size()) + " codes", now));
       InsertEvent(db, app_id, "recovery_codes.issued",
                   UserEventJson(user_id, "count", static_cast<int>(code_hashes.size())), now);
       return Status::Ok();
@@ -1002,7 +1011,7 @@ class SqliteStore final : public Store {
         if (f.Step()) {
           const Factor bound = ReadFactor(f);
           Drain(f);
-          RemoveFactor(db, bound, now);
+          RemoveFactor(db, bound, now, "otpctl");
         }
       }
       db.Prepare("UPDATE hardware_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE serial = ?")
@@ -1144,7 +1153,7 @@ class SqliteStore final : public Store {
 
   // Deletes a factor, frees its hardware token (keeping the counter) and
   // writes factor.deleted.
-  static void RemoveFactor(Db& db, const Factor& f, TimePoint now) {
+  static void RemoveFactor(Db& db, const Factor& f, TimePoint now, std::string_view actor) {
     db.Prepare("DELETE FROM factors WHERE id = ?").Bind(1, f.id).Exec();
     if (!f.serial.empty()) {
       db.Prepare(
@@ -1154,6 +1163,7 @@ class SqliteStore final : public Store {
           .Exec();
     }
     InsertEvent(db, f.app_id, "factor.deleted", FactorEventJson(f), now);
+    InsertAudit(db, ChangeAudit(f.app_id, actor, "factor.delete", f.id, "user:" + f.user_id, now));
   }
 
   static void InsertEvent(Db& db, std::string_view app_id, std::string_view type,
