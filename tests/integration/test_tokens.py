@@ -1,5 +1,6 @@
-"""Black-box tests of hardware-token import (SPEC §4.2) through the real otpctl:
-`otpctl token import --pskc|--csv`, `token list [--unassigned]`, `token revoke`.
+"""Black-box tests of hardware tokens (SPEC §4.2) through the real otpctl and otpd:
+`otpctl token import --pskc|--csv`, `token list [--unassigned]`, `token revoke`, and
+binding an imported token to a user over HTTP, its codes computed by oathtool.
 
 The PSKC files are written here in the style of RFC 6030's figures; their
 encrypted parts are made by the `openssl enc` command and Python's hashlib/hmac,
@@ -11,7 +12,9 @@ import hmac
 import json
 import os
 import secrets
+import shutil
 import subprocess
+import time
 import unittest
 
 from otpd_harness import OtpdServer
@@ -293,6 +296,102 @@ class TokenImportTest(unittest.TestCase):
             for form in (t.secret, t.secret.hex().encode(), b64(t.secret).encode(),
                          base64.b32encode(t.secret).rstrip(b"=")):
                 self.assertNotIn(form, raw)  # ... their secrets are not
+
+
+def oathtool(*args):
+    if shutil.which("oathtool") is None:
+        raise AssertionError("oathtool is missing (Debian package oathtool)")
+    return subprocess.run(["oathtool"] + list(args), capture_output=True, text=True,
+                          check=True, timeout=10).stdout.strip()
+
+
+class TokenBindingTest(unittest.TestCase):
+    """Imported tokens bound to users over HTTP (POST /v1/users/{user}/factors with
+    a serial), their codes computed by oathtool from the seed in the file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = OtpdServer()
+        cls.server.start()
+        cls.key = cls.server.create_app("tokens")["api_key"]
+        cls.hotp_serial, cls.totp_serial = "BIND-HOTP-1", "BIND-TOTP-1"
+        cls.hotp_secret = secrets.token_bytes(20)
+        cls.totp_secret = secrets.token_bytes(20)
+        key = secrets.token_bytes(16)
+        path = os.path.join(cls.server.dir, "bind.pskc")
+        with open(path, "w") as f:
+            f.write(encrypted_pskc(
+                [Token(cls.hotp_serial, "hotp", cls.hotp_secret, digits=8, counter=12),
+                 Token(cls.totp_serial, "totp", cls.totp_secret, digits=6, period=60)],
+                key, PRE_SHARED))
+        p = cls.server.otpctl("token", "import", "--pskc", path, "--key", key.hex())
+        assert json.loads(p.stdout) == {"imported": 2}, p.stdout
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.server.cleanup()
+
+    def post(self, path, body):
+        return self.server.request("POST", path, body, key=self.key)
+
+    def listed(self, *flags):
+        return {t["serial"]: t for t in json.loads(
+            self.server.otpctl("token", "list", *flags).stdout)}
+
+    def test_hotp_token_bound_activated_verified_then_revoked(self):
+        r = self.post("/v1/users/alice/factors", {"type": "hotp", "serial": self.hotp_serial})
+        self.assertEqual(r.status, 201, r.body)
+        factor = r.json
+        self.assertEqual((factor["type"], factor["status"], factor["serial"], factor["digits"]),
+                         ("hotp", "unverified", self.hotp_serial, 8))
+        for field in ("secret", "otpauth_uri", "qr_svg"):
+            self.assertNotIn(field, factor)
+        self.assertNotIn(self.hotp_secret.hex(), r.body)
+
+        # The token's counter starts at the file's <Counter> (12).
+        code = oathtool("--hotp", "-d", "8", "-c", "12", self.hotp_secret.hex())
+        r = self.post("/v1/users/alice/factors/%s/activate" % factor["id"], {"code": code})
+        self.assertEqual(r.json, {"valid": True, "status": "active"}, r.body)
+        code = oathtool("--hotp", "-d", "8", "-c", "13", self.hotp_secret.hex())
+        r = self.post("/v1/users/alice/verify", {"code": code})
+        self.assertTrue(r.json["valid"], r.body)
+        self.assertEqual(r.json["factor_id"], factor["id"])
+
+        listed = self.listed()[self.hotp_serial]
+        self.assertEqual((listed["user_id"], listed["factor_id"]), ("alice", factor["id"]))
+        self.assertNotIn(self.hotp_serial, self.listed("--unassigned"))
+
+        # One user at a time.
+        r = self.post("/v1/users/bob/factors", {"type": "hotp", "serial": self.hotp_serial})
+        self.assertEqual(r.status, 400, r.body)
+        self.assertIn("serial", r.body)
+
+        # Revoking the token deletes its factor: its codes no longer verify.
+        self.server.otpctl("token", "revoke", self.hotp_serial)
+        code = oathtool("--hotp", "-d", "8", "-c", "14", self.hotp_secret.hex())
+        r = self.post("/v1/users/alice/verify", {"code": code})
+        self.assertFalse(r.json["valid"], r.body)
+        r = self.server.request("GET", "/v1/users/alice/factors", key=self.key)
+        self.assertEqual(r.json["factors"], [])
+        r = self.post("/v1/users/carol/factors", {"type": "hotp", "serial": self.hotp_serial})
+        self.assertEqual(r.status, 400, r.body)
+
+    def test_totp_token_bound_and_activated_with_its_own_step(self):
+        r = self.post("/v1/users/dave/factors", {"type": "totp", "serial": self.totp_serial})
+        self.assertEqual(r.status, 201, r.body)
+        factor = r.json
+        self.assertEqual((factor["period"], factor["digits"]), (60, 6))
+        # Not near the end of a 60 s step, so the code and the server agree on it.
+        if 60 - time.time() % 60 < 3:
+            time.sleep(60 - time.time() % 60 + 0.5)
+        code = oathtool("--totp", "-s", "60s", "-N", "@%d" % int(time.time()),
+                        self.totp_secret.hex())
+        r = self.post("/v1/users/dave/factors/%s/activate" % factor["id"], {"code": code})
+        self.assertEqual(r.json, {"valid": True, "status": "active"}, r.body)
+        # A serial that was never imported.
+        r = self.post("/v1/users/dave/factors", {"type": "totp", "serial": "NEVER-IMPORTED"})
+        self.assertEqual(r.status, 400, r.body)
 
 
 if __name__ == "__main__":
