@@ -253,7 +253,7 @@ int RunOtpctl(int argc, char** argv) {
                          "accept a PSKC file whose secrets are not encrypted");
   bool unassigned_only = false;
   auto* token_list = token->add_subcommand("list", "list hardware tokens (never their secrets)");
-  token_list->add_flag("--unassigned", unassigned_only, "only tokens bound to no user");
+  token_list->add_flag("--unassigned", unassigned_only, "only tokens neither bound nor revoked");
   std::string token_serial;
   auto* token_revoke =
       token->add_subcommand("revoke", "revoke a token: it can no longer be bound or used");
