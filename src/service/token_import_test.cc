@@ -51,6 +51,25 @@ Bytes Aes128CbcEncrypt(const Bytes& key, const Bytes& plain) {
   return result;
 }
 
+// IV || one AES-128-CBC block without padding whose plaintext ends in 0x00: a
+// ciphertext that no PKCS#7 decryption accepts.
+Bytes BadPaddingCipher(const Bytes& key) {
+  const Bytes iv = RandomBytes(16);
+  Bytes block = RandomBytes(16);
+  block[15] = 0;
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  Bytes out(32);
+  int n = 0;
+  EVP_EncryptInit_ex(ctx, EVP_aes_128_cbc(), nullptr, key.data(), iv.data());
+  EVP_CIPHER_CTX_set_padding(ctx, 0);
+  EVP_EncryptUpdate(ctx, out.data(), &n, block.data(), 16);
+  EVP_CIPHER_CTX_free(ctx);
+  out.resize(static_cast<std::size_t>(n));
+  Bytes result = iv;
+  result.insert(result.end(), out.begin(), out.end());
+  return result;
+}
+
 Bytes HmacSha1(const Bytes& key, const Bytes& data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -214,6 +233,14 @@ std::string Replace(std::string s, const std::string& from, const std::string& t
 
 // ---- fixtures in the style of the RFC's figures, written by the test.
 
+// Replaces the text of the first <tag> after `serial` in `xml`.
+void SetAfter(std::string& xml, const std::string& serial, const std::string& tag,
+              const std::string& value) {
+  const std::string open = "<" + tag + ">";
+  const auto at = xml.find(open, xml.find(serial)) + open.size();
+  xml.replace(at, xml.find("</" + tag + ">", at) - at, value);
+}
+
 struct KeySpec {
   std::string serial;  // empty: no DeviceInfo
   std::string key_id;
@@ -265,8 +292,8 @@ std::string CipherXml(const Bytes& cipher) {
 // A file encrypted like Figure 6 (pre-shared key) or Figure 7 (PBKDF2 key
 // `enc_key` with its `encryption_key_xml`), MACed with a random HMAC-SHA1 key.
 std::string EncryptedFile(const std::vector<KeySpec>& keys, const Bytes& enc_key,
-                          const std::string& encryption_key_xml) {
-  const Bytes mac_key = RandomBytes(20);
+                          const std::string& encryption_key_xml,
+                          const Bytes& mac_key = RandomBytes(20)) {
   std::string x = kContainerOpen;
   x += "  <EncryptionKey>" + encryption_key_xml + "</EncryptionKey>\n";
   x += "  <MACMethod Algorithm=\"http://www.w3.org/2000/09/xmldsig#hmac-sha1\"><MACKey>" +
@@ -440,10 +467,7 @@ TEST(PskcTest, WrongMacOnOneKeyRefusesTheWholeFile) {
   const Bytes key = RandomBytes(16);
   const auto keys = ThreeTokens();
   std::string xml = EncryptedFile(keys, key, kPreSharedKeyXml);
-  // The second package's ValueMAC: a MAC of other bytes.
-  const auto second = xml.find("<ValueMAC>", xml.find("SN-0002"));
-  const auto end = xml.find("</ValueMAC>", second);
-  xml.replace(second + 10, end - second - 10, B64(RandomBytes(20)));
+  SetAfter(xml, "SN-0002", "ValueMAC", B64(RandomBytes(20)));  // a MAC of other bytes
   const std::string msg = ErrorOf(ParsePskc(xml, WithKey(key)));
   EXPECT_THAT(msg, HasSubstr("key 'SN-0002': ValueMAC does not match"));
   EXPECT_THAT(msg, HasSubstr("nothing imported"));
@@ -455,9 +479,24 @@ TEST(PskcTest, AlteredCiphertextFailsTheMac) {
   std::string xml = EncryptedFile(keys, key, kPreSharedKeyXml);
   // Replace the third key's ciphertext with another encryption of another seed,
   // keeping its ValueMAC: the MAC must catch it before decryption.
-  const auto at = xml.find("<xenc:CipherValue>", xml.find("SN-0003")) + 18;
-  const auto end = xml.find("</xenc:CipherValue>", at);
-  xml.replace(at, end - at, B64(Aes128CbcEncrypt(key, RandomBytes(20))));
+  SetAfter(xml, "SN-0003", "xenc:CipherValue", B64(Aes128CbcEncrypt(key, RandomBytes(20))));
+  EXPECT_THAT(ErrorOf(ParsePskc(xml, WithKey(key))),
+              HasSubstr("key 'SN-0003': ValueMAC does not match"));
+}
+
+TEST(PskcTest, EveryMacIsCheckedBeforeAnySecretIsDecrypted) {
+  const Bytes key = RandomBytes(16);
+  const Bytes mac_key = RandomBytes(20);
+  // Key 1: a ciphertext that cannot be decrypted, under a correct MAC.
+  const Bytes undecryptable = BadPaddingCipher(key);
+  std::string xml = EncryptedFile(ThreeTokens(), key, kPreSharedKeyXml, mac_key);
+  SetAfter(xml, "SN-0001", "xenc:CipherValue", B64(undecryptable));
+  SetAfter(xml, "SN-0001", "ValueMAC", B64(HmacSha1(mac_key, undecryptable)));
+  EXPECT_THAT(ErrorOf(ParsePskc(xml, WithKey(key))),
+              HasSubstr("key 'SN-0001': cannot decrypt the secret"));
+  // Key 3 with a wrong MAC as well: had key 1 been decrypted before key 3's MAC
+  // was checked, the error would still name key 1.
+  SetAfter(xml, "SN-0003", "ValueMAC", B64(RandomBytes(20)));
   EXPECT_THAT(ErrorOf(ParsePskc(xml, WithKey(key))),
               HasSubstr("key 'SN-0003': ValueMAC does not match"));
 }
