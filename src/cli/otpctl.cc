@@ -14,7 +14,10 @@
 #include "otp/totp.h"
 #include "service/apps.h"
 #include "service/config.h"
+#include "service/hardware_tokens.h"
 #include "service/master_key.h"
+#include "service/secrets.h"
+#include "service/token_import.h"
 #include "store/open_store.h"
 
 namespace otpd {
@@ -26,6 +29,66 @@ int Error(const std::string& message) {
   std::cerr << "otpctl: " << message << "\n";
   return 1;
 }
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return otp::InvalidArgument("cannot read " + path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A hardware token as `token list` shows it: never its secret.
+json TokenJson(const HardwareToken& t) {
+  auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+  json j{{"serial", t.serial},
+         {"type", t.type},
+         {"algorithm", t.algorithm},
+         {"digits", t.digits},
+         {"imported_at", otp::FormatRfc3339(t.imported_at)},
+         {"app_id", or_null(t.app_id)},
+         {"user_id", or_null(t.user_id)},
+         {"factor_id", or_null(t.factor_id)},
+         {"revoked", t.revoked_at.has_value()}};
+  if (t.type == "totp") j["period"] = t.period;
+  if (t.revoked_at) j["revoked_at"] = otp::FormatRfc3339(*t.revoked_at);
+  return j;
+}
+
+// What `token import` was asked to read, parsed before the store is opened.
+struct TokenImportFlags {
+  std::string pskc_file;
+  std::string csv_file;
+  std::string key_hex;
+  std::string password;
+  bool allow_plaintext = false;
+
+  Result<std::vector<ImportedToken>> Parse(const CLI::App& cmd) const {
+    const bool pskc = cmd.count("--pskc") > 0;
+    const bool csv = cmd.count("--csv") > 0;
+    if (pskc == csv) return otp::InvalidArgument("token import: give --pskc FILE or --csv FILE");
+    if (csv) {
+      if (cmd.count("--key") > 0 || cmd.count("--password") > 0 || allow_plaintext) {
+        return otp::InvalidArgument(
+            "token import: --key, --password and --allow-plaintext go with --pskc");
+      }
+      auto text = ReadFile(csv_file);
+      if (!text.ok()) return text.status();
+      return ParseTokenCsv(*text);
+    }
+    PskcOptions options;
+    options.allow_plaintext = allow_plaintext;
+    if (cmd.count("--key") > 0) {
+      auto key = otp::HexDecode(key_hex);
+      if (!key || key->size() != 16) {
+        return otp::InvalidArgument("--key: the AES-128 key as 32 hex digits");
+      }
+      options.key = std::move(*key);
+    }
+    if (cmd.count("--password") > 0) options.password = password;
+    auto text = ReadFile(pskc_file);
+    if (!text.ok()) return text.status();
+    return ParsePskc(*text, options);
+  }
+};
 
 json AppJson(const App& app) {
   json settings = json::parse(AppSettingsToJson(app.settings));
@@ -97,9 +160,9 @@ struct AppFlags {
       if (eq == std::string::npos) {
         return otp::InvalidArgument("--template-file: use channel:locale=PATH");
       }
-      std::ifstream in(t.substr(eq + 1), std::ios::binary);
-      if (!in) return otp::InvalidArgument("--template-file: cannot read " + t.substr(eq + 1));
-      std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      auto read = ReadFile(t.substr(eq + 1));
+      if (!read.ok()) return otp::InvalidArgument("--template-file: " + read.status().message());
+      std::string text = std::move(*read);
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
       s->templates[t.substr(0, eq)] = text;
     }
@@ -178,6 +241,30 @@ int RunOtpctl(int argc, char** argv) {
       "rotate", "write a new master key and re-wrap every sealed secret under it");
   auto* master_key_status =
       master_key->add_subcommand("status", "show the master keys and what each one seals");
+  auto* token = cli.add_subcommand("token", "hardware tokens: import seed files, list, revoke");
+  token->require_subcommand(1);
+  TokenImportFlags import_flags;
+  auto* token_import =
+      token->add_subcommand("import", "import a vendor's seed file; all its tokens or none");
+  auto* pskc_option =
+      token_import->add_option("--pskc", import_flags.pskc_file, "PSKC file (RFC 6030)");
+  auto* csv_option = token_import->add_option(
+      "--csv", import_flags.csv_file, "CSV file: serial,secret_hex,type,digits,period_or_counter");
+  pskc_option->excludes(csv_option);
+  auto* key_option = token_import->add_option(
+      "--key", import_flags.key_hex, "the PSKC file's pre-shared AES-128 key, 32 hex digits");
+  auto* password_option = token_import->add_option("--password", import_flags.password,
+                                                   "the PSKC file's password (PBKDF2)");
+  key_option->excludes(password_option);
+  token_import->add_flag("--allow-plaintext", import_flags.allow_plaintext,
+                         "accept a PSKC file whose secrets are not encrypted");
+  bool unassigned_only = false;
+  auto* token_list = token->add_subcommand("list", "list hardware tokens (never their secrets)");
+  token_list->add_flag("--unassigned", unassigned_only, "only tokens neither bound nor revoked");
+  std::string token_serial;
+  auto* token_revoke =
+      token->add_subcommand("revoke", "revoke a token: it can no longer be bound or used");
+  token_revoke->add_option("SERIAL", token_serial, "the token's serial")->required();
 
   try {
     cli.parse(argc, argv);
@@ -204,6 +291,14 @@ int RunOtpctl(int argc, char** argv) {
       std::cout << otp::TotpGenerate(*k, t, otp::TotpParams{digits, period, 0}) << "\n";
     }
     return 0;
+  }
+
+  // A seed file is read and checked whole before the store is opened.
+  std::vector<ImportedToken> imported;
+  if (*token_import) {
+    auto parsed = import_flags.Parse(*token_import);
+    if (!parsed.ok()) return Error(parsed.status().message());
+    imported = std::move(*parsed);
   }
 
   auto config = LoadConfig(ConfigPathFrom(config_flag));
@@ -290,6 +385,30 @@ int RunOtpctl(int argc, char** argv) {
     auto k = apps.CreateKey(found->id);
     if (!k.ok()) return Error(k.status().message());
     std::cout << json{{"key_id", k->key_id}, {"api_key", k->api_key}}.dump() << "\n";
+    return 0;
+  }
+  if (*token_import) {
+    auto secrets = Secrets::Load(config->master_key_file);
+    if (!secrets.ok()) return Error(secrets.status().message());
+    auto count = SealAndImportHardwareTokens(**store, (*secrets)->keyring, otp::SystemRandom(),
+                                             otp::SystemClock().Now(), imported);
+    if (!count.ok()) return Error(count.status().message());
+    std::cout << json{{"imported", *count}}.dump() << "\n";
+    return 0;
+  }
+  if (*token_list) {
+    auto list = (*store)->ListHardwareTokens(unassigned_only);
+    if (!list.ok()) return Error(list.status().message());
+    json out = json::array();
+    for (const HardwareToken& t : *list) out.push_back(TokenJson(t));
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  if (*token_revoke) {
+    Status s = (*store)->RevokeHardwareToken(token_serial, otp::SystemClock().Now());
+    if (s.code() == otp::StatusCode::kNotFound) return Error("no token '" + token_serial + "'");
+    if (!s.ok()) return Error(s.message());
+    std::cout << json{{"serial", token_serial}, {"revoked", true}}.dump() << "\n";
     return 0;
   }
   if (*user_unlock) {
