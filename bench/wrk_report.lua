@@ -3,7 +3,7 @@
 -- 409/429/5xx is never mistaken for a success.
 --   RESULT requests=N seconds=S rps=R p50_ms=A p99_ms=B max_ms=C errors=E valid=V
 --          statuses=200:N,409:M
--- (errors = socket errors and timeouts; valid = checks answered "valid":true)
+-- (errors = socket errors and timeouts; valid = answers with "valid":true)
 -- Used as is for GET /healthz and nginx; bench/wrk_check.lua adds the request side.
 
 local threads = {}
@@ -17,8 +17,11 @@ end
 
 statuses = {}
 
+valid = 0
+
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if status == 200 and string.find(body, '"valid":true', 1, true) then valid = valid + 1 end
 end
 
 function done(summary, latency, requests)
