@@ -364,6 +364,7 @@ bool Api::AcceptsAsync(const HttpRequest& request) const {
   // Cheap tests first: this runs for every request.
   constexpr std::string_view kPrefix = "/v1/verifications/";
   constexpr std::string_view kSuffix = "/check";
+  static_assert(kCheckById.starts_with(kPrefix) && kCheckById.ends_with(kSuffix));
   if (request.method != "POST" || !request.path.starts_with(kPrefix) ||
       !request.path.ends_with(kSuffix)) {
     return false;

@@ -66,17 +66,14 @@ void SetUpLogging(const std::string& level) {
   auto sink = std::make_shared<BufferedStderrSink>();
   sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
       R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l",%v})", spdlog::pattern_time_type::utc));
-  for (const char* name : {"otpd", kRequestLoggerName}) {
-    auto logger = std::make_shared<spdlog::logger>(name, sink);
-    logger->set_level(spdlog::level::from_str(level));
-    if (name == kRequestLoggerName) {
-      spdlog::register_logger(logger);  // flushed by flush_every
-      request_logger = logger;
-      request_logger_raw.store(logger.get(), std::memory_order_release);
-    } else {
-      spdlog::set_default_logger(logger);
-    }
-  }
+  const auto level_value = spdlog::level::from_str(level);
+  auto logger = std::make_shared<spdlog::logger>("otpd", sink);
+  logger->set_level(level_value);
+  spdlog::set_default_logger(logger);
+  request_logger = std::make_shared<spdlog::logger>(kRequestLoggerName, sink);
+  request_logger->set_level(level_value);
+  spdlog::register_logger(request_logger);  // so that flush_every flushes it
+  request_logger_raw.store(request_logger.get(), std::memory_order_release);
   spdlog::flush_every(kFlushEvery);
 }
 
