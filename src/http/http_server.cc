@@ -5,6 +5,8 @@
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including
 // <utility>; it must come before any Asio header.
+#include <pthread.h>
+
 #include <utility>
 
 #include <algorithm>
@@ -574,7 +576,12 @@ struct HttpServer::Impl {
     const int n = io_threads;
     std::vector<std::thread> threads;
     threads.reserve(static_cast<std::size_t>(n - 1));
-    for (int i = 1; i < n; ++i) threads.emplace_back([this] { ioc.run(); });
+    for (int i = 1; i < n; ++i) {
+      threads.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "otpd-io");
+        ioc.run();
+      });
+    }
     ioc.run();
     for (auto& t : threads) t.join();
     // Let any handler still running finish before returning.

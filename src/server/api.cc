@@ -355,22 +355,49 @@ Resolved Resolve(const HttpRequest& request) {
   return out;
 }
 
-// The one route answered without holding a thread (HandleAsync).
+// The routes answered without holding a thread (HandleAsync): a code checked
+// against a verification or against a user's factors, the hot paths.
 constexpr std::string_view kCheckById = "/v1/verifications/{id}/check";
+constexpr std::string_view kVerifyUser = "/v1/users/{user}/verify";
+
+// A cheap test that `path` may be `route`: literal prefix and suffix around
+// its one parameter. It runs for every request, before the full resolution.
+constexpr bool MayBe(std::string_view route, std::string_view path) {
+  const std::size_t open = route.find('{');
+  const std::size_t close = route.find('}');
+  return path.starts_with(route.substr(0, open)) && path.ends_with(route.substr(close + 1));
+}
+
+// A user id from its (percent-encoded) path segment, if it is a valid one.
+std::optional<std::string> UserParam(const std::string& segment) {
+  auto user = otp::PercentDecode(segment, false);
+  if (!user.ok() || !ValidUserId(*user)) return std::nullopt;
+  return std::move(user).value();
+}
+
+// A code answer of the factor routes: {"valid", ...} or the problem
+// (throttled, locked, ...).
+HttpResponse FactorCheckResponse(const ApiResult<FactorCheck>& r, bool with_status) {
+  if (!r.ok()) return Problem(r.error());
+  json body = {{"valid", r->valid}};
+  if (with_status) {
+    body["status"] = r->status;
+  } else if (r->valid) {
+    if (!r->factor_id.empty()) body["factor_id"] = r->factor_id;
+    body["type"] = r->type;
+  }
+  return Json(200, body);
+}
 
 }  // namespace
 
 bool Api::AcceptsAsync(const HttpRequest& request) const {
-  // Cheap tests first: this runs for every request.
-  constexpr std::string_view kPrefix = "/v1/verifications/";
-  constexpr std::string_view kSuffix = "/check";
-  static_assert(kCheckById.starts_with(kPrefix) && kCheckById.ends_with(kSuffix));
-  if (request.method != "POST" || !request.path.starts_with(kPrefix) ||
-      !request.path.ends_with(kSuffix)) {
+  if (request.method != "POST" ||
+      !(MayBe(kCheckById, request.path) || MayBe(kVerifyUser, request.path))) {
     return false;
   }
   const Resolved r = Resolve(request);
-  return r.route != nullptr && r.route->path == kCheckById;
+  return r.route != nullptr && (r.route->path == kCheckById || r.route->path == kVerifyUser);
 }
 
 HttpResponse Api::Handle(const HttpRequest& request) {
@@ -415,6 +442,8 @@ void Api::HandleAsync(const HttpRequest& request, HttpResume resume) {
   try {
     auto app = Authenticate(request);
     if (!app.ok()) return answer(Problem(app.error()));
+    if (r.route->path == kVerifyUser)
+      return VerifyAsync(request, *app, r.params.at(0), resume, finish);
     if (!ValidId(r.params.at(0))) {
       return answer(Problem(MakeError(ApiCode::kNotFound, "no such verification")));
     }
@@ -425,9 +454,30 @@ void Api::HandleAsync(const HttpRequest& request, HttpResume resume) {
           resume([this, a = std::move(a), finish]() mutable { return finish(CheckResponse(a)); });
         });
   } catch (const std::exception& e) {
-    spdlog::error(R"("event":"handler_exception","route":"{}")", kCheckById);
+    spdlog::error(R"("event":"handler_exception","route":"{}")", r.route->path);
     answer(Problem(MakeError(ApiCode::kInternal, "internal error")));
   }
+}
+
+void Api::VerifyAsync(const HttpRequest& request, const App& app, const std::string& user_param,
+                      const HttpResume& resume,
+                      const std::function<HttpResponse(HttpResponse)>& finish) {
+  auto answer = [&resume, &finish](HttpResponse res) {
+    resume([res = std::move(res), finish]() mutable { return finish(std::move(res)); });
+  };
+  auto user = UserParam(user_param);
+  if (!user) return answer(Problem(MakeError(ApiCode::kNotFound, "no such user")));
+  auto body = ParseObject(request.body, false);
+  if (!body.ok()) return answer(Problem(body.error()));
+  Fields f(*body);
+  auto code = f.String("code", true, 64);
+  auto id = f.String("factor_id", false, 64);
+  ApiError e = f.Finish();
+  if (!e.ok()) return answer(Problem(e));
+  if (id && !ValidId(*id)) return answer(Problem(MakeError(ApiCode::kNotFound, "no such factor")));
+  factors_.VerifyAsync(app, *user, *code, id, [resume, finish](ApiResult<FactorCheck> r) {
+    resume([r = std::move(r), finish]() mutable { return finish(FactorCheckResponse(r, false)); });
+  });
 }
 
 void Api::Record(const std::string& method, const RouteInfo* route, const HttpResponse& response,
@@ -565,26 +615,13 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
 HttpResponse Api::Factors(const HttpRequest& req, const App& app, const std::string& path,
                           const std::vector<std::string>& params) {
   // Path segments arrive percent-encoded ("alice%40example.com").
-  auto user = otp::PercentDecode(params[0], false);
-  if (!user.ok() || !ValidUserId(*user)) {
-    return Problem(MakeError(ApiCode::kNotFound, "no such user"));
-  }
+  auto user = UserParam(params[0]);
+  if (!user) return Problem(MakeError(ApiCode::kNotFound, "no such user"));
   const std::string factor_id = params.size() > 1 ? params[1] : "";
   if (!factor_id.empty() && !ValidId(factor_id)) {
     return Problem(MakeError(ApiCode::kNotFound, "no such factor"));
   }
-  // A code answer: {"valid", ...} or the problem (throttled, locked, ...).
-  auto check_response = [](const ApiResult<FactorCheck>& r, bool with_status) {
-    if (!r.ok()) return Problem(r.error());
-    json body = {{"valid", r->valid}};
-    if (with_status) {
-      body["status"] = r->status;
-    } else if (r->valid) {
-      if (!r->factor_id.empty()) body["factor_id"] = r->factor_id;
-      body["type"] = r->type;
-    }
-    return Json(200, body);
-  };
+  auto check_response = &FactorCheckResponse;
 
   if (path == "/v1/users/{user}/factors" && req.method == "POST") {
     auto body = ParseObject(req.body, false);
@@ -663,21 +700,13 @@ HttpResponse Api::Factors(const HttpRequest& req, const App& app, const std::str
   auto body = ParseObject(req.body, false);
   if (!body.ok()) return Problem(body.error());
   Fields f(*body);
-  if (path == "/v1/users/{user}/verify") {
-    auto code = f.String("code", true, 64);
-    auto id = f.String("factor_id", false, 64);
-    ApiError e = f.Finish();
-    if (!e.ok()) return Problem(e);
-    if (id && !ValidId(*id)) return Problem(MakeError(ApiCode::kNotFound, "no such factor"));
-    return check_response(factors_.Verify(app, *user, *code, id), false);
-  }
   if (path == "/v1/users/{user}/factors/{id}/activate") {
     auto code = f.String("code", true, 64);
     ApiError e = f.Finish();
     if (!e.ok()) return Problem(e);
     return check_response(factors_.Activate(app, *user, factor_id, *code), true);
   }
-  // resync
+  // The verify route is HandleAsync's; the one left is resync.
   auto code1 = f.String("code1", true, 64);
   auto code2 = f.String("code2", true, 64);
   ApiError e = f.Finish();

@@ -37,8 +37,9 @@ class Api {
 
   HttpResponse Handle(const HttpRequest& request);
 
-  // The requests HandleAsync answers (the check by id, the hot path): the
-  // server hands them to HandleAsync on its I/O thread instead of a worker.
+  // The requests HandleAsync answers (a check by id and a user's verify, the
+  // hot paths): the server hands them to HandleAsync on its I/O thread instead
+  // of a worker.
   bool AcceptsAsync(const HttpRequest& request) const;
   // Answers through `resume` once the store has committed; no thread waits.
   // Handle() answers the same requests through this, waiting for it.
@@ -57,6 +58,11 @@ class Api {
   HttpResponse Inbox() const;
   ApiResult<App> Authenticate(const HttpRequest& request);
   HttpResponse CheckResponse(const ApiResult<CheckAnswer>& answer);
+  // POST /v1/users/{user}/verify for HandleAsync: answers through `resume`,
+  // the response passing through `finish` (counted and logged).
+  void VerifyAsync(const HttpRequest& request, const App& app, const std::string& user_param,
+                   const HttpResume& resume,
+                   const std::function<HttpResponse(HttpResponse)>& finish);
   // Counts and logs one answered request.
   void Record(const std::string& method, const RouteInfo* route, const HttpResponse& response,
               std::chrono::steady_clock::time_point started);

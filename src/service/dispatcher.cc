@@ -1,5 +1,7 @@
 #include "service/dispatcher.h"
 
+#include <pthread.h>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -33,11 +35,20 @@ Dispatcher::~Dispatcher() { Stop(); }
 
 void Dispatcher::Start() {
   providers_.SetReportSink(this);
-  report_thread_ = std::thread([this] { ReportLoop(); });
+  report_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "otpd-reports");
+    ReportLoop();
+  });
   for (int i = 0; i < std::max(1, options_.workers); ++i) {
-    workers_.emplace_back([this] { Work(); });
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "otpd-send");
+      Work();
+    });
   }
-  loop_ = std::thread([this] { Loop(); });
+  loop_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "otpd-dispatch");
+    Loop();
+  });
 }
 
 void Dispatcher::Stop() {

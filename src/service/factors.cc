@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <future>
 
 #include "otp/base32.h"
 #include "otp/hotp.h"
@@ -198,9 +199,9 @@ struct FactorService::Candidates {
   }
 };
 
-ApiResult<FactorCheck> FactorService::Attempt(const App& app, const std::string& user_id,
-                                              const std::string& action,
-                                              std::vector<FactorCandidate> candidates) {
+FactorAttempt FactorService::MakeAttempt(const App& app, const std::string& user_id,
+                                         const std::string& action,
+                                         std::vector<FactorCandidate> candidates) const {
   FactorAttempt a;
   a.app_id = app.id;
   a.user_id = user_id;
@@ -208,7 +209,18 @@ ApiResult<FactorCheck> FactorService::Attempt(const App& app, const std::string&
   a.candidates = std::move(candidates);
   a.policy = rules_.throttle;
   a.now = clock_.Now();
-  auto out = store_.RecordFactorAttempt(a);
+  return a;
+}
+
+ApiResult<FactorCheck> FactorService::Attempt(const App& app, const std::string& user_id,
+                                              const std::string& action,
+                                              std::vector<FactorCandidate> candidates) {
+  const FactorAttempt a = MakeAttempt(app, user_id, action, std::move(candidates));
+  return AttemptAnswer(store_.RecordFactorAttempt(a), a.now);
+}
+
+ApiResult<FactorCheck> FactorService::AttemptAnswer(const Result<FactorAttemptOutcome>& out,
+                                                    otp::TimePoint now) {
   if (!out.ok()) return FromStoreStatus(out.status());
   switch (out->refusal) {
     case FactorAttemptOutcome::Refusal::kLocked:
@@ -217,7 +229,7 @@ ApiResult<FactorCheck> FactorService::Attempt(const App& app, const std::string&
     case FactorAttemptOutcome::Refusal::kThrottled: {
       ApiError e = MakeError(ApiCode::kUserThrottled, "too many failed attempts: retry later");
       const auto wait =
-          std::chrono::duration_cast<std::chrono::milliseconds>(out->retry_at - a.now).count();
+          std::chrono::duration_cast<std::chrono::milliseconds>(out->retry_at - now).count();
       e.retry_after_s = static_cast<int>(std::max<std::int64_t>(1, (wait + 999) / 1000));
       return e;
     }
@@ -270,6 +282,29 @@ ApiResult<FactorCheck> FactorService::Activate(const App& app, const std::string
 ApiResult<FactorCheck> FactorService::Verify(const App& app, const std::string& user_id,
                                              const std::string& code,
                                              const std::optional<std::string>& factor_id) {
+  std::promise<ApiResult<FactorCheck>> done;
+  auto answer = done.get_future();
+  VerifyAsync(app, user_id, code, factor_id,
+              [&done](ApiResult<FactorCheck> r) { done.set_value(std::move(r)); });
+  return answer.get();
+}
+
+void FactorService::VerifyAsync(const App& app, const std::string& user_id, const std::string& code,
+                                const std::optional<std::string>& factor_id,
+                                std::function<void(ApiResult<FactorCheck>)> done) {
+  auto candidates = VerifyCandidates(app, user_id, code, factor_id);
+  if (!candidates.ok()) return done(candidates.error());
+  FactorAttempt a = MakeAttempt(app, user_id, "factor.verify", std::move(candidates).value());
+  const otp::TimePoint now = a.now;
+  store_.RecordFactorAttemptAsync(std::move(a),
+                                  [now, done = std::move(done)](Result<FactorAttemptOutcome> out) {
+                                    done(AttemptAnswer(out, now));
+                                  });
+}
+
+ApiResult<std::vector<FactorCandidate>> FactorService::VerifyCandidates(
+    const App& app, const std::string& user_id, const std::string& code,
+    const std::optional<std::string>& factor_id) {
   if (!ValidUserId(user_id)) return MakeError(ApiCode::kNotFound, "no such user");
   std::vector<Factor> factors;
   if (factor_id) {
@@ -299,7 +334,7 @@ ApiResult<FactorCheck> FactorService::Verify(const App& app, const std::string& 
       candidates.push_back(std::move(c));
     }
   }
-  return Attempt(app, user_id, "factor.verify", std::move(candidates));
+  return candidates;
 }
 
 ApiResult<FactorCheck> FactorService::Resync(const App& app, const std::string& user_id,

@@ -8,6 +8,7 @@
 // Thread-safe: it holds only references to thread-safe collaborators.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,6 +70,13 @@ class FactorService {
   // `factor_id` when given.
   ApiResult<FactorCheck> Verify(const App& app, const std::string& user_id, const std::string& code,
                                 const std::optional<std::string>& factor_id);
+  // Verify answered through `done`, so that no thread waits for the store's
+  // commit: the reads and the code matching run on the calling thread, and
+  // `done` runs exactly once, maybe on the store's writer thread (keep it
+  // quick; it must not call the store).
+  void VerifyAsync(const App& app, const std::string& user_id, const std::string& code,
+                   const std::optional<std::string>& factor_id,
+                   std::function<void(ApiResult<FactorCheck>)> done);
   ApiResult<FactorCheck> Resync(const App& app, const std::string& user_id,
                                 const std::string& factor_id, const std::string& code1,
                                 const std::string& code2);
@@ -88,6 +96,16 @@ class FactorService {
   ApiResult<FactorCheck> Attempt(const App& app, const std::string& user_id,
                                  const std::string& action,
                                  std::vector<FactorCandidate> candidates);
+  FactorAttempt MakeAttempt(const App& app, const std::string& user_id, const std::string& action,
+                            std::vector<FactorCandidate> candidates) const;
+  // The API's answer to a recorded attempt made at `now`.
+  static ApiResult<FactorCheck> AttemptAnswer(const Result<FactorAttemptOutcome>& outcome,
+                                              otp::TimePoint now);
+  // What `code` matches among the user's active factors (or `factor_id`) and
+  // recovery codes.
+  ApiResult<std::vector<FactorCandidate>> VerifyCandidates(
+      const App& app, const std::string& user_id, const std::string& code,
+      const std::optional<std::string>& factor_id);
   otp::Result<std::vector<std::uint8_t>> OpenSecret(const Factor& factor) const;
   // The factor's HMAC key (internal error if its secret cannot be opened).
   ApiResult<otp::HotpKey> KeyFor(const Factor& factor) const;

@@ -277,6 +277,13 @@ class Store {
 
   // One attempt, atomically (see FactorAttempt).
   virtual Result<FactorAttemptOutcome> RecordFactorAttempt(const FactorAttempt& attempt) = 0;
+  // RecordFactorAttempt answered through `done` (exactly once, on any thread,
+  // maybe before this returns), so that no thread waits for the commit; the
+  // same contract as RecordCheckAsync. By default: RecordFactorAttempt, inline.
+  virtual void RecordFactorAttemptAsync(FactorAttempt attempt,
+                                        std::function<void(Result<FactorAttemptOutcome>)> done) {
+    done(RecordFactorAttempt(attempt));
+  }
 
   // --- recovery codes
   // Replaces the user's set with `code_hashes` atomically; writes recovery_codes.issued.

@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_store.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -359,9 +360,18 @@ class SqliteStore final : public Store {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
         "PRAGMA wal_autocheckpoint=0;");
     sqlite3_wal_hook(writer_db_.raw(), &SqliteStore::OnWalCommit, this);
-    writer_ = std::thread([this] { WriterLoop(); });
-    syncer_ = std::thread([this] { SyncLoop(); });
-    checkpointer_ = std::thread([this] { CheckpointLoop(); });
+    writer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "otpd-writer");
+      WriterLoop();
+    });
+    syncer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "otpd-sync");
+      SyncLoop();
+    });
+    checkpointer_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "otpd-checkpoint");
+      CheckpointLoop();
+    });
   }
 
   ~SqliteStore() override {
@@ -946,10 +956,27 @@ class SqliteStore final : public Store {
   }
 
   Result<FactorAttemptOutcome> RecordFactorAttempt(const FactorAttempt& attempt) override {
-    return WriteResult<FactorAttemptOutcome>([&](Db& db) -> Result<FactorAttemptOutcome> {
-      AttemptOps ops(db, attempt);
-      return RunFactorAttempt(attempt, ops);
-    });
+    std::promise<Result<FactorAttemptOutcome>> done;
+    auto answer = done.get_future();
+    RecordFactorAttemptAsync(
+        attempt, [&done](Result<FactorAttemptOutcome> out) { done.set_value(std::move(out)); });
+    return answer.get();
+  }
+
+  // No thread waits: the writer answers `done` after the batch's commit.
+  void RecordFactorAttemptAsync(FactorAttempt attempt,
+                                std::function<void(Result<FactorAttemptOutcome>)> done) override {
+    auto out = std::make_shared<std::optional<Result<FactorAttemptOutcome>>>();
+    WriteAsync(
+        [out, a = std::move(attempt)](Db& db) -> Status {
+          AttemptOps ops(db, a);
+          out->emplace(RunFactorAttempt(a, ops));
+          return KeepRefusals(**out);
+        },
+        [out, done = std::move(done)](const Status& s) {
+          if (!s.ok()) return done(s);
+          done(std::move(**out));
+        });
   }
 
   Status ReplaceRecoveryCodes(std::string_view app_id, std::string_view user_id,
@@ -1134,29 +1161,39 @@ class SqliteStore final : public Store {
       FactorTry out;
       const std::int64_t first = c.first.value_or(c.matched);
       const char* status = c.activate ? kFactorUnverified : kFactorActive;
-      {
-        Stmt s = db_.Prepare(
-            std::string("UPDATE factors SET "
-                        "last_step = CASE WHEN type = 'totp' THEN ?1 ELSE last_step END, "
-                        "counter = CASE WHEN type = 'hotp' THEN ?1 + 1 ELSE counter END, "
-                        "drift = COALESCE(?8, drift), "
-                        "status = 'active', activated_at = COALESCE(activated_at, ?2) "
-                        "WHERE id = ?3 AND app_id = ?4 AND user_id = ?5 AND status = ?6 "
-                        "AND ((type = 'totp' AND last_step < ?7) OR "
-                        "     (type = 'hotp' AND counter <= ?7)) RETURNING ") +
-            kFactorColumns);
-        s.BindAll(c.matched, Ms(now), c.factor_id, a_.app_id, a_.user_id, status, first);
-        if (c.drift) {
-          s.Bind(8, *c.drift);
+      // No RETURNING (SQLite builds an ephemeral table for it): the factor is
+      // read back by key, whole only for an activation (its event carries it).
+      Stmt s = db_.Prepare(
+          "UPDATE factors SET "
+          "last_step = CASE WHEN type = 'totp' THEN ?1 ELSE last_step END, "
+          "counter = CASE WHEN type = 'hotp' THEN ?1 + 1 ELSE counter END, "
+          "drift = COALESCE(?8, drift), "
+          "status = 'active', activated_at = COALESCE(activated_at, ?2) "
+          "WHERE id = ?3 AND app_id = ?4 AND user_id = ?5 AND status = ?6 "
+          "AND ((type = 'totp' AND last_step < ?7) OR "
+          "     (type = 'hotp' AND counter <= ?7))");
+      s.BindAll(c.matched, Ms(now), c.factor_id, a_.app_id, a_.user_id, status, first);
+      if (c.drift) {
+        s.Bind(8, *c.drift);
+      } else {
+        s.BindNull(8);
+      }
+      if (s.Exec() == 1) {
+        out.applied = true;
+        if (c.activate) {
+          Result<Factor> f = FindFactor(db_, a_.app_id, a_.user_id, c.factor_id);
+          if (!f.ok()) throw SqliteError("an updated factor vanished", SQLITE_INTERNAL);
+          out.factor = std::move(f).value();
         } else {
-          s.BindNull(8);
+          Stmt t = db_.Prepare("SELECT type, status FROM factors WHERE id = ?");
+          t.Bind(1, c.factor_id);
+          if (!t.Step()) throw SqliteError("an updated factor vanished", SQLITE_INTERNAL);
+          out.factor.id = c.factor_id;
+          out.factor.type = t.Text(0);
+          out.factor.status = t.Text(1);
+          Drain(t);
         }
-        if (s.Step()) {
-          out.applied = true;
-          out.factor = ReadFactor(s);
-          Drain(s);
-          return out;
-        }
+        return out;
       }
       Result<Factor> f = FindFactor(db_, a_.app_id, a_.user_id, c.factor_id);
       if (f.ok() && f->status == status) {
