@@ -939,6 +939,29 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
   EXPECT_EQ((*a)->ClaimJobs(now, now + seconds(60), 10)->size(), 0u);
 }
 
+TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
+  // The writer leaves checkpoints to a thread of their own, woken once the WAL
+  // holds 1000 pages. They must really copy pages into the database file (a
+  // checkpoint through a connection that has not read yet does nothing, and the
+  // WAL then grows without bound).
+  const std::string path = TempDbPath();
+  const TimePoint now = otp::FromUnixMillis(1'700'000'000'000);
+  auto s = OpenStore("sqlite://" + path);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->CreateApp(MakeApp("app_a", now)).ok());
+  const auto db_size = [&] { return std::filesystem::file_size(path); };
+  const auto before = db_size();
+  for (int i = 0; i < 3000; ++i) {  // each in its own commit: well over 1000 WAL pages
+    Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now);
+    v.to = "+30691" + std::to_string(1000000 + i);
+    ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
+  }
+  for (int i = 0; i < 100 && db_size() <= before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(db_size(), before + 100'000) << "no checkpoint reached the database file";
+}
+
 TEST(OpenStoreTest, RefusesUnknownSchemes) {
   EXPECT_EQ(OpenStore("mysql://x").status().code(), otp::StatusCode::kInvalidArgument);
   EXPECT_EQ(OpenStore("postgresql://u@h/db").status().code(), otp::StatusCode::kInvalidArgument);

@@ -1607,10 +1607,19 @@ class SqliteStore final : public Store {
         checkpoint_due_ = false;
       }
       try {
-        if (!db) db = std::make_unique<Db>(path_, false);
+        if (!db) {
+          db = std::make_unique<Db>(path_, false);
+          // A connection opens the WAL with its first read: until then it takes
+          // the database for a rollback-journal one, and a checkpoint through
+          // it does nothing at all (and reports pnLog = -1). So read first.
+          db->Exec("SELECT 1 FROM sqlite_master LIMIT 1;");
+        }
+        int wal_frames = -1;
         const int rc = sqlite3_wal_checkpoint_v2(db->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                                 nullptr, nullptr);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY) db.reset();  // reopen next time
+                                                 &wal_frames, nullptr);
+        if ((rc != SQLITE_OK && rc != SQLITE_BUSY) || wal_frames < 0) {
+          db.reset();  // reopen next time
+        }
       } catch (const SqliteError&) {
         db.reset();
       }
