@@ -567,7 +567,7 @@ HttpResponse Api::Factors(const HttpRequest& req, const App& app, const std::str
   // Path segments arrive percent-encoded ("alice%40example.com").
   auto user = otp::PercentDecode(params[0], false);
   if (!user.ok() || !ValidUserId(*user)) {
-    return Problem(MakeError(ApiCode::kNotFound, "no such user"));
+    return Problem(Invalid({{"user", "must be 1..128 characters of A-Za-z0-9._@:-"}}));
   }
   const std::string factor_id = params.size() > 1 ? params[1] : "";
   if (!factor_id.empty() && !ValidId(factor_id)) {
