@@ -113,7 +113,7 @@ class HttpsListenerTest(TlsCase):
             p = self.s_client(server.port, flag, "-cipher", "DEFAULT:@SECLEVEL=0")
             out = (p.stdout + p.stderr).decode()
             self.assertNotEqual(p.returncode, 0, out)
-            self.assertIn("protocol version", out)
+            self.assertIn("alert protocol version", out)
 
     def test_sec21_tls12_weak_ciphers_are_refused(self):
         server = self.https_otpd()
@@ -123,7 +123,7 @@ class HttpsListenerTest(TlsCase):
             p = self.s_client(server.port, "-tls1_2", "-cipher", cipher + ":@SECLEVEL=0")
             out = (p.stdout + p.stderr).decode()
             self.assertNotEqual(p.returncode, 0, cipher + ": " + out)
-            self.assertNotIn("Ciphersuite: " + cipher, out)
+            self.assertIn("alert handshake failure", out)  # otpd shares no cipher with it
         for cipher in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"):
             p = self.s_client(server.port, "-tls1_2", "-cipher", cipher)
             out = (p.stdout + p.stderr).decode()
@@ -141,7 +141,7 @@ class HttpsListenerTest(TlsCase):
                     "-tls1_2", stdin=b"R\n")
         out = (p.stdout + p.stderr).decode()
         self.assertIn("RENEGOTIATING", out)
-        self.assertRegex(out, r"no renegotiation|alert|error")
+        self.assertIn("no renegotiation", out)
 
     def test_sec21_curl_over_https_starts_and_checks_a_verification(self):
         server = self.https_otpd()
