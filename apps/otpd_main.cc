@@ -3,9 +3,13 @@
 #include <CLI/CLI.hpp>
 
 #include <malloc.h>
+#include <sys/resource.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <stdexcept>
 
 #include "http/http_server.h"
 #include "otp/clock.h"
@@ -17,6 +21,7 @@
 #include "service/config.h"
 #include "service/dispatcher.h"
 #include "service/factors.h"
+#include "service/log_text.h"
 #include "service/secrets.h"
 #include "service/verifications.h"
 #include "store/open_store.h"
@@ -26,6 +31,20 @@ namespace {
 int Fail(const std::string& what) {
   std::cerr << "otpd: " << what << "\n";
   return 1;
+}
+
+// Each connection holds a file descriptor: lifts the soft limit towards the
+// hard one so that max_connections can be reached, and says so when it cannot.
+void RaiseOpenFileLimit(std::size_t max_connections) {
+  const rlim_t wanted = static_cast<rlim_t>(max_connections) + 256;  // + store, logs, providers
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted) return;
+  limit.rlim_cur = std::min(wanted, limit.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < wanted) {
+    spdlog::warn(R"("event":"open_file_limit","limit":{},"max_connections":{})",
+                 static_cast<unsigned long long>(limit.rlim_cur), max_connections);
+  }
 }
 
 // On a first start with no app, creates `demo` and prints how to use it. The
@@ -76,13 +95,8 @@ int main(int argc, char** argv) {
 
   auto config = otpd::LoadConfig(otpd::ConfigPathFrom(config_flag));
   if (!config.ok()) return Fail(config.status().message());
-  if (!config->tls_cert.empty() || !config->tls_key.empty()) {
-    // Never serve plain HTTP where the operator asked for TLS.
-    return Fail(
-        "server.tls_cert/tls_key are set, but this build has no TLS listener yet; terminate TLS "
-        "in front of otpd (listening on loopback) and remove both keys");
-  }
   otpd::SetUpLogging(log_level);
+  RaiseOpenFileLimit(config->max_connections);
 
   auto store = otpd::OpenStore(config->store_url);
   if (!store.ok()) return Fail(store.status().message());
@@ -115,6 +129,22 @@ int main(int argc, char** argv) {
   http.port = config->ListenPort();
   http.io_threads = config->threads;
   http.max_body_bytes = config->max_body_bytes;
+  http.max_connections = config->max_connections;
+  http.read_timeout = std::chrono::seconds(config->header_timeout_s);
+  http.body_timeout = std::chrono::seconds(config->body_timeout_s);
+  http.idle_timeout = std::chrono::seconds(config->idle_timeout_s);
+  http.tls_cert_file = config->tls_cert;
+  http.tls_key_file = config->tls_key;
+  http.on_tls_reload = [](const otp::Status& s) {
+    if (s.ok()) {
+      spdlog::info(R"("event":"tls_reloaded")");
+    } else if (s.code() == otp::StatusCode::kFailedPrecondition) {
+      spdlog::info(R"("event":"sighup_ignored","reason":"TLS is off")");
+    } else {
+      spdlog::error(R"("event":"tls_reload_failed","error":{},"kept":"the previous certificate")",
+                    otpd::LogText(s.message()));
+    }
+  };
   http.run_inline = [](const otpd::HttpRequest& r) { return r.path == "/healthz"; };
   http.async_accepts = [&api](const otpd::HttpRequest& r) { return api.AcceptsAsync(r); };
   http.async_handler = [&api](const otpd::HttpRequest& r, otpd::HttpResume resume) {
@@ -124,16 +154,25 @@ int main(int argc, char** argv) {
   try {
     server = std::make_unique<otpd::HttpServer>(
         http, [&api](const otpd::HttpRequest& r) { return api.Handle(r); });
+  } catch (const std::invalid_argument& e) {
+    return Fail(std::string("server.tls_cert/tls_key: ") + e.what());
   } catch (const std::exception& e) {
     return Fail("cannot listen on " + config->listen + ": " + e.what());
   }
+  if (!server->tls() && !config->ListenIsLoopback()) {
+    spdlog::warn(
+        R"("event":"plain_http_listener","address":{},"warning":"API keys and codes cross the network unencrypted: set server.tls_cert and server.tls_key, or listen on loopback behind a TLS proxy")",
+        otpd::LogText(http.host));
+  }
   const std::string host =
       http.host.find(':') != std::string::npos ? "[" + http.host + "]" : http.host;
-  const std::string base = "http://" + host + ":" + std::to_string(server->port());
+  const std::string base =
+      (server->tls() ? "https://" : "http://") + host + ":" + std::to_string(server->port());
   BootstrapDemoApp(**store, apps, base, !api_options.inbox_path.empty(), log_path);
   dispatcher.Start();
-  spdlog::info(R"("event":"listening","address":"{}","port":{},"store":"{}")", http.host,
-               server->port(), config->store_url.substr(0, config->store_url.find("://")));
+  spdlog::info(R"("event":"listening","address":"{}","port":{},"tls":{},"store":"{}")", http.host,
+               server->port(), server->tls(),
+               config->store_url.substr(0, config->store_url.find("://")));
   std::printf("otpd listening on %s\n", base.c_str());
   std::fflush(stdout);
   server->Run();

@@ -1,6 +1,8 @@
 // The HTTP/1.1 listener of otpd: one coroutine per connection, each on its own
 // strand; handlers run on a separate thread pool and the connection resumes on
-// its strand when the handler is done.
+// its strand when the handler is done. The connection code is a template on the
+// stream: plain TCP (the benchmarked path) and TLS share it, with no TLS cost
+// on the plain path.
 #include "http/http_server.h"
 
 // Boost 1.74's asio/awaitable.hpp uses std::exchange without including
@@ -18,9 +20,11 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -34,6 +38,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -50,6 +56,9 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <openssl/ssl.h>
 
 namespace otpd {
 
@@ -189,14 +198,64 @@ auto AsyncViaResume(const AsyncHttpHandler& handler, const HttpRequest& req, Tok
       token);
 }
 
+// TLS 1.2 suites allowed: forward-secret (ECDHE) with an AEAD cipher only.
+// TLS 1.3 suites (OpenSSL's defaults) are all AEAD and forward-secret.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// A server context for `cert_file` and `key_file`, or why they cannot serve.
+otp::Result<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const std::string& cert_file,
+                                                                const std::string& key_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  SSL_CTX* native = ctx->native_handle();
+  if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(native, TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
+    return otp::Internal("TLS: cannot restrict protocol versions and ciphers");
+  }
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                   asio::ssl::context::single_dh_use);
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  error_code ec;
+  if (ctx->use_certificate_chain_file(cert_file, ec)) {
+    return otp::InvalidArgument("TLS certificate " + cert_file + ": " + ec.message());
+  }
+  if (ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec)) {
+    return otp::InvalidArgument("TLS key " + key_file + ": " + ec.message());
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    return otp::InvalidArgument("TLS key " + key_file + " does not match the certificate " +
+                                cert_file);
+  }
+  return ctx;
+}
+
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
 }  // namespace
 
 struct HttpServer::Impl {
-  struct Conn {
-    explicit Conn(tcp::socket socket) : stream(std::move(socket)) {}
-    beast::tcp_stream stream;
+  // What the registry and Stop() see of a connection, whatever its stream.
+  struct ConnBase {
+    virtual ~ConnBase() = default;
+    virtual asio::any_io_executor executor() = 0;
+    virtual tcp::socket& socket() = 0;
     std::string remote_address;
     bool idle = true;  // waiting for the first byte of a request; strand only
+  };
+
+  template <typename Stream>
+  struct Conn final : ConnBase {
+    explicit Conn(tcp::socket socket) : stream(std::move(socket)) {}
+    Conn(tcp::socket socket, std::shared_ptr<asio::ssl::context> context)
+        : stream(std::move(socket), *context), tls_context(std::move(context)) {}
+    asio::any_io_executor executor() override { return stream.get_executor(); }
+    tcp::socket& socket() override { return beast::get_lowest_layer(stream).socket(); }
+    Stream stream;
+    std::shared_ptr<asio::ssl::context> tls_context;  // TLS only: outlives the stream's SSL
   };
 
   Impl(HttpServerOptions opts, HttpHandler h)
@@ -209,7 +268,32 @@ struct HttpServer::Impl {
         control(asio::make_strand(ioc)),
         acceptor(control),
         signals(control),
-        pool(static_cast<std::size_t>(std::max(1, options.handler_threads))) {}
+        pool(static_cast<std::size_t>(std::max(1, options.handler_threads))) {
+    if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+      throw std::invalid_argument("TLS needs both a certificate and a key file");
+    }
+    if (!options.tls_cert_file.empty()) {
+      auto context = MakeTlsContext(options.tls_cert_file, options.tls_key_file);
+      if (!context.ok()) throw std::invalid_argument(context.status().message());
+      tls_context = std::move(context).value();
+    }
+  }
+
+  bool Tls() const { return !options.tls_cert_file.empty(); }
+
+  std::shared_ptr<asio::ssl::context> CurrentTlsContext() {
+    std::lock_guard lock(tls_mu);
+    return tls_context;
+  }
+
+  otp::Status ReloadTls() {
+    if (!Tls()) return otp::FailedPrecondition("TLS is not configured");
+    auto context = MakeTlsContext(options.tls_cert_file, options.tls_key_file);
+    if (!context.ok()) return context.status();
+    std::lock_guard lock(tls_mu);
+    tls_context = std::move(context).value();
+    return otp::Status::Ok();
+  }
 
   ~Impl() {
     // No handler may run once the objects it reaches (strands, sockets) are gone.
@@ -250,17 +334,31 @@ struct HttpServer::Impl {
     if (options.handle_signals) {
       signals.add(SIGINT);
       signals.add(SIGTERM);
-      signals.async_wait([this](const error_code& ec, int /*signo*/) {
-        if (!ec) BeginStop();
-      });
+      signals.add(SIGHUP);
+      WaitForSignal();
     }
+  }
+
+  void WaitForSignal() {
+    signals.async_wait([this](const error_code& ec, int signo) {
+      if (ec) return;
+      if (signo != SIGHUP) {
+        BeginStop();
+        return;
+      }
+      const otp::Status reloaded = ReloadTls();
+      if (options.on_tls_reload) options.on_tls_reload(reloaded);
+      WaitForSignal();
+    });
   }
 
   // ---- connection registry -------------------------------------------------
 
-  std::uint64_t Register(const std::shared_ptr<Conn>& conn) {
+  // Registers `conn`; 0 when max_connections are open already.
+  std::uint64_t Register(const std::shared_ptr<ConnBase>& conn) {
     std::lock_guard lock(mu);
-    const std::uint64_t id = next_id++;
+    if (conns.size() >= options.max_connections) return 0;
+    const std::uint64_t id = ++next_id;
     conns.emplace(id, conn);
     return id;
   }
@@ -277,7 +375,7 @@ struct HttpServer::Impl {
 
   // Closes connections (only idle ones unless `all`), each on its own strand.
   void CloseConnections(bool all) {
-    std::vector<std::shared_ptr<Conn>> live;
+    std::vector<std::shared_ptr<ConnBase>> live;
     {
       std::lock_guard lock(mu);
       for (auto& [id, weak] : conns) {
@@ -285,12 +383,12 @@ struct HttpServer::Impl {
       }
     }
     for (auto& conn : live) {
-      auto ex = conn->stream.get_executor();
+      auto ex = conn->executor();
       asio::post(ex, [conn, all] {
         if (all || conn->idle) {
           error_code ignored;
-          conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-          conn->stream.close();
+          conn->socket().shutdown(tcp::socket::shutdown_both, ignored);
+          conn->socket().close(ignored);
         }
       });
     }
@@ -347,11 +445,40 @@ struct HttpServer::Impl {
       error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       auto remote = socket.remote_endpoint(ignored);
-      auto conn = std::make_shared<Conn>(std::move(socket));
-      conn->remote_address = remote.address().to_string();
-      const std::uint64_t id = Register(conn);
-      asio::co_spawn(conn->stream.get_executor(), Session(conn, id), asio::detached);
+      if (Tls()) {
+        Open(std::make_shared<Conn<TlsStream>>(std::move(socket), CurrentTlsContext()), remote);
+      } else {
+        Open(std::make_shared<Conn<PlainStream>>(std::move(socket)), remote);
+      }
     }
+  }
+
+  // Serves a new connection, or refuses it past max_connections.
+  template <typename Stream>
+  void Open(std::shared_ptr<Conn<Stream>> conn, const tcp::endpoint& remote) {
+    conn->remote_address = remote.address().to_string();
+    const std::uint64_t id = Register(conn);
+    auto ex = conn->stream.get_executor();  // before the moves below
+    if (id == 0) {
+      asio::co_spawn(ex, Refuse(std::move(conn)), asio::detached);
+      return;
+    }
+    asio::co_spawn(ex, Session(std::move(conn), id), asio::detached);
+  }
+
+  // A connection past max_connections: a plain one is told so (503) and closed;
+  // a TLS one is closed at once, before the handshake would cost anything.
+  template <typename Stream>
+  asio::awaitable<void> Refuse(std::shared_ptr<Conn<Stream>> conn) {
+    if constexpr (std::is_same_v<Stream, PlainStream>) {
+      HttpResponse res = ProblemResponse(503, "Service Unavailable", "unavailable",
+                                         "too many open connections; try again");
+      res.headers.emplace_back("Retry-After", "1");
+      co_await Fail(*conn, 11, std::move(res));
+    }
+    error_code ignored;
+    conn->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn->socket().close(ignored);
   }
 
   // ---- one connection ------------------------------------------------------
@@ -375,19 +502,59 @@ struct HttpServer::Impl {
     ~Unregisterer() { impl->Unregister(id); }
   };
 
-  asio::awaitable<void> Session(std::shared_ptr<Conn> conn, std::uint64_t id) {
+  template <typename Stream>
+  asio::awaitable<void> Session(std::shared_ptr<Conn<Stream>> conn, std::uint64_t id) {
     Unregisterer unregister{this, id};
     try {
-      co_await Serve(*conn);
+      if constexpr (std::is_same_v<Stream, TlsStream>) {
+        error_code ec;
+        beast::get_lowest_layer(conn->stream).expires_after(options.read_timeout);
+        co_await conn->stream.async_handshake(asio::ssl::stream_base::server,
+                                              asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) co_await Serve(*conn);
+      } else {
+        co_await Serve(*conn);
+      }
     } catch (const std::exception&) {
       // Never let a connection take the server down.
     }
     error_code ignored;
-    conn->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    conn->stream.close();
+    conn->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn->socket().close(ignored);
   }
 
-  asio::awaitable<void> Serve(Conn& conn) {
+  // Ends a TLS connection after its last response: a close_notify, waiting
+  // briefly for the peer's.
+  asio::awaitable<void> ShutdownSend(Conn<TlsStream>& conn) {
+    error_code ec;
+    beast::get_lowest_layer(conn.stream).expires_after(kLingerTimeout);
+    co_await conn.stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  // Why a request whose head has been read is refused before its body, if it is.
+  std::optional<HttpResponse> HeadProblem(const http::request<http::string_body>& msg) const {
+    if (msg.target().size() > options.max_target_bytes) {
+      return TargetTooLong();
+    }
+    std::size_t fields = 0;
+    for (auto it = msg.begin(); it != msg.end(); ++it) {
+      if (++fields > options.max_header_count) {
+        return ProblemResponse(
+            431, "Request Header Fields Too Large", "invalid_request",
+            "more than " + std::to_string(options.max_header_count) + " header fields");
+      }
+    }
+    return std::nullopt;
+  }
+
+  HttpResponse TargetTooLong() const {
+    return ProblemResponse(
+        414, "URI Too Long", "invalid_request",
+        "request target exceeds " + std::to_string(options.max_target_bytes) + " bytes");
+  }
+
+  template <typename Stream>
+  asio::awaitable<void> Serve(Conn<Stream>& conn) {
     beast::flat_buffer buffer;
     bool first = true;
     for (;;) {
@@ -396,7 +563,8 @@ struct HttpServer::Impl {
       if (buffer.size() == 0) {
         conn.idle = true;
         if (stopping) co_return;
-        conn.stream.expires_after(first ? options.read_timeout : options.idle_timeout);
+        beast::get_lowest_layer(conn.stream)
+            .expires_after(first ? options.read_timeout : options.idle_timeout);
         const std::size_t n = co_await conn.stream.async_read_some(
             buffer.prepare(kReadChunk), asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return;  // closed, timed out or cancelled by Stop()
@@ -405,8 +573,9 @@ struct HttpServer::Impl {
       conn.idle = false;
       first = false;
 
-      // The whole request (header + body) must arrive within read_timeout.
-      conn.stream.expires_after(options.read_timeout);
+      // The request head must arrive within read_timeout, the body within
+      // body_timeout after it.
+      beast::get_lowest_layer(conn.stream).expires_after(options.read_timeout);
       http::request_parser<http::string_body> parser;
       parser.header_limit(
           static_cast<std::uint32_t>(std::min<std::size_t>(options.max_header_bytes, UINT32_MAX)));
@@ -421,7 +590,16 @@ struct HttpServer::Impl {
         co_await http::async_read_header(conn.stream, buffer, parser,
                                          asio::redirect_error(asio::use_awaitable, ec));
       }
+      if (!ec) {
+        // Checked before the body is read (or answered, when it is all here).
+        std::optional<HttpResponse> problem = HeadProblem(parser.get());
+        if (problem) {
+          co_await Fail(conn, parser.get().version(), std::move(*problem));
+          co_return;
+        }
+      }
       if (!ec && !parser.is_done()) {
+        beast::get_lowest_layer(conn.stream).expires_after(options.body_timeout);
         if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
           http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
           co_await http::async_write(conn.stream, cont,
@@ -432,7 +610,7 @@ struct HttpServer::Impl {
                                   asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {
-        std::optional<HttpResponse> problem = ProblemFor(ec);
+        std::optional<HttpResponse> problem = ProblemFor(ec, parser.get());
         if (problem) {
           const unsigned version = ec == http::error::body_limit ? parser.get().version() : 11;
           co_await Fail(conn, version, std::move(*problem));
@@ -462,7 +640,7 @@ struct HttpServer::Impl {
       req.remote_address = conn.remote_address;
 
       // No read timeout while the handler runs.
-      conn.stream.expires_never();
+      beast::get_lowest_layer(conn.stream).expires_never();
       // GCC 12 mishandles non-trivial temporaries (e.g. lambdas with captures)
       // inside a co_await expression: keep the job in a named local.
       const bool run_inline = options.run_inline && options.run_inline(req);
@@ -482,15 +660,20 @@ struct HttpServer::Impl {
       const bool again = keep_alive && !stopping;
       co_await Write(conn, version, std::move(res), again, ec);
       if (ec || !again) {
-        error_code ignored;
-        conn.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        if constexpr (std::is_same_v<Stream, TlsStream>) {
+          if (!ec) co_await ShutdownSend(conn);
+        } else {
+          error_code ignored;
+          conn.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        }
         co_return;
       }
     }
   }
 
-  asio::awaitable<void> Write(Conn& conn, unsigned version, HttpResponse res, bool keep_alive,
-                              error_code& ec) {
+  template <typename Stream>
+  asio::awaitable<void> Write(Conn<Stream>& conn, unsigned version, HttpResponse res,
+                              bool keep_alive, error_code& ec) {
     if (res.status < 200 || res.status > 599) res = InternalError();
     // Serialised by hand into one buffer: cheaper than Beast's serializer, and
     // the header set is small and fully ours.
@@ -532,19 +715,26 @@ struct HttpServer::Impl {
     if (version != 10 && !keep_alive) out += "Connection: close\r\n";
     out += "\r\n";
     if (!no_body) out += res.body;
-    conn.stream.expires_after(options.read_timeout);
+    beast::get_lowest_layer(conn.stream).expires_after(options.read_timeout);
     co_await asio::async_write(conn.stream, asio::buffer(out),
                                asio::redirect_error(asio::use_awaitable, ec));
   }
 
   // The answer to a request that could not be read, if it deserves one.
-  std::optional<HttpResponse> ProblemFor(const error_code& ec) const {
+  // (`msg` holds what was parsed of it.)
+  std::optional<HttpResponse> ProblemFor(const error_code& ec,
+                                         const http::request<http::string_body>& msg) const {
     if (ec == http::error::body_limit) {
       return ProblemResponse(
           413, "Payload Too Large", "payload_too_large",
           "request body exceeds " + std::to_string(options.max_body_bytes) + " bytes");
     }
     if (ec == http::error::header_limit) {
+      // A request line that never ended within the limit is too long a target
+      // (414), not too big a header block.
+      if (msg.target().empty() || msg.target().size() > options.max_target_bytes) {
+        return TargetTooLong();
+      }
       return ProblemResponse(
           431, "Request Header Fields Too Large", "invalid_request",
           "request header block exceeds " + std::to_string(options.max_header_bytes) + " bytes");
@@ -556,12 +746,17 @@ struct HttpServer::Impl {
   }
 
   // Answers an unreadable request and closes the connection gracefully.
-  asio::awaitable<void> Fail(Conn& conn, unsigned version, HttpResponse res) {
+  template <typename Stream>
+  asio::awaitable<void> Fail(Conn<Stream>& conn, unsigned version, HttpResponse res) {
     error_code ec;
     co_await Write(conn, version == 10 ? 10 : 11, std::move(res), false, ec);
     if (ec) co_return;
-    conn.stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    conn.stream.expires_after(kLingerTimeout);
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      co_await ShutdownSend(conn);  // close_notify, and the peer's, within kLingerTimeout
+      co_return;
+    }
+    conn.socket().shutdown(tcp::socket::shutdown_send, ec);
+    beast::get_lowest_layer(conn.stream).expires_after(kLingerTimeout);
     std::array<char, kReadChunk> sink;
     std::size_t drained = 0;
     while (!ec && drained < kLingerMaxBytes) {
@@ -598,7 +793,10 @@ struct HttpServer::Impl {
   // unregister themselves.
   std::mutex mu;
   std::uint64_t next_id = 0;
-  std::unordered_map<std::uint64_t, std::weak_ptr<Conn>> conns;
+  std::unordered_map<std::uint64_t, std::weak_ptr<ConnBase>> conns;
+
+  std::mutex tls_mu;
+  std::shared_ptr<asio::ssl::context> tls_context;  // for new connections; null: plain HTTP
 
   asio::io_context ioc;
   asio::strand<asio::io_context::executor_type> control;
@@ -616,6 +814,10 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
 HttpServer::~HttpServer() = default;
 
 std::uint16_t HttpServer::port() const { return impl_->bound_port; }
+
+bool HttpServer::tls() const { return impl_->Tls(); }
+
+otp::Status HttpServer::ReloadTls() { return impl_->ReloadTls(); }
 
 void HttpServer::Run() { impl_->Run(); }
 

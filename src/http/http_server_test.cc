@@ -24,10 +24,21 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <cstdio>
+#include <filesystem>
 
 namespace otpd {
 namespace {
@@ -681,6 +692,381 @@ TEST(HttpServerTest, Ipv6Loopback) {
   Response res = client.Get("/six");
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_NE(res.body().find("\nremote=::1\n"), std::string::npos) << res.body();
+}
+
+// ---- input limits and slow clients (SECURITY.md 25) --------------------------
+
+TEST(Sec25HttpLimits, TooManyHeaderFieldsIs431AndNeverReachesTheHandler) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options = TestOptions();
+  options.max_header_count = 10;
+  TestServer server(
+      [&](const HttpRequest& r) {
+        ++calls;
+        return Echo(r);
+      },
+      options);
+  auto headers = [](int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += "X-H" + std::to_string(i) + ": v\r\n";
+    return out;
+  };
+  {
+    Client client(server.port());
+    // Host + 9 = 10 fields: at the limit.
+    EXPECT_EQ(client.Get("/ok", headers(9)).result_int(), 200);
+  }
+  {
+    Client client(server.port());
+    Response res = client.Get("/many", headers(10));
+    EXPECT_EQ(res.result_int(), 431);
+    EXPECT_EQ(res[http::field::content_type], "application/problem+json");
+    EXPECT_EQ(res.body(),
+              R"({"type":"about:blank","title":"Request Header Fields Too Large","status":431,)"
+              R"("code":"invalid_request","detail":"more than 10 header fields"})");
+    EXPECT_FALSE(res.keep_alive());
+    EXPECT_TRUE(ClosedCleanly(client.ReadUntilClosed()));
+  }
+  {
+    // With a body on the way: refused before the body is read.
+    Client client(server.port());
+    client.Send("POST /many HTTP/1.1\r\nHost: t\r\n" + headers(10) + "Content-Length: 100\r\n\r\n");
+    EXPECT_EQ(client.Read().result_int(), 431);
+  }
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Sec25HttpLimits, LongRequestTargetIs414) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options = TestOptions();
+  options.max_target_bytes = 2048;
+  options.max_header_bytes = 4096;
+  TestServer server(
+      [&](const HttpRequest& r) {
+        ++calls;
+        return Echo(r);
+      },
+      options);
+  const std::string at_limit = "/" + std::string(2047, 'a');
+  {
+    Client client(server.port());
+    EXPECT_EQ(client.Get(at_limit).result_int(), 200);
+  }
+  // Over the target limit but inside the header limit, then over both.
+  for (std::size_t length : {2049u, 3000u, 100000u}) {
+    Client client(server.port());
+    client.Send("GET /" + std::string(length - 1, 'b') + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    Response res = client.Read();
+    EXPECT_EQ(res.result_int(), 414) << length;
+    EXPECT_EQ(res[http::field::content_type], "application/problem+json");
+    EXPECT_EQ(res.body(),
+              R"({"type":"about:blank","title":"URI Too Long","status":414,)"
+              R"("code":"invalid_request","detail":"request target exceeds 2048 bytes"})")
+        << length;
+  }
+  // A long header (not the target) past the header limit stays 431.
+  {
+    Client client(server.port());
+    Response res = client.Get("/x", "X-Big: " + std::string(5000, 'c') + "\r\n");
+    EXPECT_EQ(res.result_int(), 431);
+  }
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Sec25HttpLimits, SlowBodyIsCutOffAfterTheBodyTimeout) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options = TestOptions();
+  options.read_timeout = std::chrono::seconds(5);
+  options.body_timeout = std::chrono::seconds(1);
+  TestServer server(
+      [&](const HttpRequest& r) {
+        ++calls;
+        return Echo(r);
+      },
+      options);
+  Client slow(server.port());
+  const auto t0 = Clock::now();
+  slow.Send("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly-part");
+  std::string received;
+  const error_code ec = slow.ReadUntilClosed(&received);
+  const auto elapsed = Clock::now() - t0;
+  EXPECT_TRUE(ClosedCleanly(ec)) << ec.message();
+  EXPECT_EQ(received, "");
+  EXPECT_GE(elapsed, milliseconds(900));
+  EXPECT_LT(elapsed, milliseconds(2500));  // the body deadline, not the 5 s head deadline
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(Sec25HttpLimits, ConnectionsPastTheCapAreTold503AndTheRestAreServed) {
+  HttpServerOptions options = TestOptions();
+  options.max_connections = 3;
+  TestServer server(Echo, options);
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<Client>(server.port()));
+    EXPECT_EQ(held.back()->Get("/held").result_int(), 200);  // registered and kept alive
+  }
+  {
+    Client extra(server.port());
+    Response res = extra.Get("/extra");
+    EXPECT_EQ(res.result_int(), 503);
+    EXPECT_EQ(res[http::field::content_type], "application/problem+json");
+    EXPECT_EQ(res[http::field::retry_after], "1");
+    EXPECT_NE(res.body().find(R"("code":"unavailable")"), std::string::npos) << res.body();
+    EXPECT_FALSE(res.keep_alive());
+  }
+  // The held connections are still served.
+  EXPECT_EQ(held[0]->Get("/still").result_int(), 200);
+  // Once one closes, a new client gets in.
+  held.pop_back();
+  int status = 0;
+  for (int attempt = 0; attempt < 50 && status != 200; ++attempt) {
+    Client next(server.port());
+    status = next.Get("/next").result_int();
+    if (status != 200) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_EQ(status, 200);
+}
+
+// ---- TLS (SECURITY.md 21) -----------------------------------------------------
+
+// Writes a self-signed P-256 certificate for 127.0.0.1 named `common_name`.
+void WriteSelfSigned(const std::string& cert_path, const std::string& key_path,
+                     const std::string& common_name) {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  ASSERT_NE(key, nullptr);
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(cert, name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
+  X509_add_ext(cert, san, -1);
+  X509_EXTENSION_free(san);
+  ASSERT_GT(X509_sign(cert, key, EVP_sha256()), 0);
+  FILE* f = std::fopen(cert_path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_X509(f, cert);
+  std::fclose(f);
+  f = std::fopen(key_path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+  std::fclose(f);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+}
+
+class Sec21TlsListener : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("otpd-http-tls-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    cert_ = (dir_ / "cert.pem").string();
+    key_ = (dir_ / "key.pem").string();
+    WriteSelfSigned(cert_, key_, "first");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  HttpServerOptions TlsOptions() const {
+    HttpServerOptions o = TestOptions();
+    o.tls_cert_file = cert_;
+    o.tls_key_file = key_;
+    return o;
+  }
+
+  std::filesystem::path dir_;
+  std::string cert_, key_;
+};
+
+// A blocking TLS client (the certificate is read, not verified: the tests
+// compare names) with a 5 s limit on every socket operation.
+class TlsClient {
+ public:
+  // `configure` restricts the client context (versions, ciphers).
+  explicit TlsClient(std::uint16_t port, const std::function<void(SSL*)>& configure = nullptr) {
+    if (configure) configure(stream_.native_handle());
+    stream_.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval tv{5, 0};
+    const int fd = stream_.next_layer().native_handle();
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+
+  error_code Handshake() {
+    error_code ec;
+    stream_.handshake(asio::ssl::stream_base::client, ec);
+    return ec;
+  }
+
+  std::string PeerCommonName() {
+    X509* cert = SSL_get1_peer_certificate(stream_.native_handle());
+    if (cert == nullptr) return "";
+    char name[256] = {};
+    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, name, sizeof name);
+    X509_free(cert);
+    return name;
+  }
+
+  std::string Version() { return SSL_get_version(stream_.native_handle()); }
+
+  Response Get(std::string_view target) {
+    const std::string raw = "GET " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    asio::write(stream_, asio::buffer(raw));
+    Response res;
+    http::read(stream_, buffer_, res);
+    return res;
+  }
+
+ private:
+  asio::io_context ioc_;
+  asio::ssl::context context_{asio::ssl::context::tls_client};
+  asio::ssl::stream<tcp::socket> stream_{ioc_, context_};
+  beast::flat_buffer buffer_;
+};
+
+TEST_F(Sec21TlsListener, ServesHttpsWithKeepAlive) {
+  TestServer server(Echo, TlsOptions());
+  TlsClient client(server.port());
+  ASSERT_FALSE(client.Handshake());
+  EXPECT_EQ(client.PeerCommonName(), "first");
+  Response first = client.Get("/one?x=1");
+  EXPECT_EQ(first.result_int(), 200);
+  EXPECT_NE(first.body().find("path=/one\nquery=x=1\n"), std::string::npos) << first.body();
+  EXPECT_EQ(client.Get("/two").result_int(), 200);  // same connection
+
+  // Plain HTTP on the TLS port gets no HTTP answer.
+  Client plain(server.port());
+  plain.Send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string received;
+  plain.ReadUntilClosed(&received);
+  EXPECT_EQ(received.find("HTTP/1.1"), std::string::npos) << received;
+}
+
+TEST_F(Sec21TlsListener, OnlyTls12And13WithForwardSecretAeadCiphers) {
+  TestServer server(Echo, TlsOptions());
+  {
+    TlsClient tls13(server.port());
+    ASSERT_FALSE(tls13.Handshake());
+    EXPECT_EQ(tls13.Version(), "TLSv1.3");
+  }
+  {
+    TlsClient tls12(server.port(), [](SSL* c) {
+      SSL_set_max_proto_version(c, TLS1_2_VERSION);
+      SSL_set_cipher_list(c, "ECDHE-ECDSA-AES128-GCM-SHA256");
+    });
+    ASSERT_FALSE(tls12.Handshake());
+    EXPECT_EQ(tls12.Version(), "TLSv1.2");
+    EXPECT_EQ(tls12.Get("/").result_int(), 200);
+  }
+  for (int version : {TLS1_VERSION, TLS1_1_VERSION}) {
+    // The client offers the old version (security level 0 lets it); the server's
+    // alert says it will not speak it.
+    TlsClient old(server.port(), [version](SSL* c) {
+      SSL_set_security_level(c, 0);
+      SSL_set_min_proto_version(c, version);
+      SSL_set_max_proto_version(c, version);
+    });
+    const error_code ec = old.Handshake();
+    ASSERT_TRUE(ec) << version;
+    EXPECT_NE(ec.message().find("protocol version"), std::string::npos) << ec.message();
+  }
+  // TLS 1.2 without forward secrecy or without an AEAD cipher: no shared cipher.
+  for (const char* weak :
+       {"AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"}) {
+    TlsClient client(server.port(), [weak](SSL* c) {
+      SSL_set_max_proto_version(c, TLS1_2_VERSION);
+      SSL_set_security_level(c, 0);
+      SSL_set_cipher_list(c, weak);
+    });
+    const error_code ec = client.Handshake();
+    ASSERT_TRUE(ec) << weak;
+    EXPECT_NE(ec.message().find("handshake failure"), std::string::npos)
+        << weak << ": " << ec.message();
+  }
+}
+
+TEST_F(Sec21TlsListener, ReloadServesTheNewCertificateAndABadReloadKeepsTheOld) {
+  // (SIGHUP calls ReloadTls(); the signal is sent end to end in tests/integration/test_tls.py.)
+  HttpServer server(TlsOptions(), Echo);
+  std::thread runner([&] { server.Run(); });
+  TlsClient before(server.port());
+  ASSERT_FALSE(before.Handshake());
+  EXPECT_EQ(before.PeerCommonName(), "first");
+
+  WriteSelfSigned(cert_, key_, "second");
+  ASSERT_TRUE(server.ReloadTls().ok());
+  {
+    TlsClient after(server.port());
+    ASSERT_FALSE(after.Handshake());
+    EXPECT_EQ(after.PeerCommonName(), "second");
+  }
+  // A broken key file: refused with the reason, the old certificate stays.
+  {
+    std::FILE* f = std::fopen(key_.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("not a key\n", f);
+    std::fclose(f);
+  }
+  const otp::Status bad = server.ReloadTls();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find(key_), std::string::npos) << bad.message();
+  // A key that does not match the certificate.
+  WriteSelfSigned((dir_ / "other.pem").string(), key_, "other");
+  const otp::Status mismatch = server.ReloadTls();
+  EXPECT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.message().find("mismatch"), std::string::npos) << mismatch.message();
+  {
+    TlsClient still(server.port());
+    ASSERT_FALSE(still.Handshake());
+    EXPECT_EQ(still.PeerCommonName(), "second");
+    EXPECT_EQ(still.Get("/").result_int(), 200);
+  }
+  // The connection opened before the reloads keeps working.
+  EXPECT_EQ(before.Get("/").result_int(), 200);
+  server.Stop();
+  runner.join();
+}
+
+TEST_F(Sec21TlsListener, HandshakeMustFinishWithinTheReadTimeout) {
+  HttpServerOptions options = TlsOptions();
+  options.read_timeout = std::chrono::seconds(1);
+  TestServer server(Echo, options);
+  Client silent(server.port());  // connects, never says hello
+  const auto t0 = Clock::now();
+  std::string received;
+  EXPECT_TRUE(ClosedCleanly(silent.ReadUntilClosed(&received)));
+  EXPECT_EQ(received, "");
+  EXPECT_LT(Clock::now() - t0, milliseconds(2500));
+  TlsClient ok(server.port());
+  EXPECT_FALSE(ok.Handshake());
+}
+
+TEST_F(Sec21TlsListener, BadOrHalfSetFilesAreRefusedAtStart) {
+  HttpServerOptions options = TlsOptions();
+  options.tls_key_file.clear();
+  EXPECT_THROW(HttpServer(options, Echo), std::invalid_argument);
+  options = TlsOptions();
+  options.tls_cert_file = (dir_ / "missing.pem").string();
+  try {
+    HttpServer server(options, Echo);
+    ADD_FAILURE() << "a missing certificate was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.pem"), std::string::npos) << e.what();
+  }
+  HttpServer plain(TestOptions(), Echo);
+  EXPECT_FALSE(plain.tls());
+  EXPECT_EQ(plain.ReloadTls().code(), otp::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -375,6 +375,11 @@ std::optional<std::string> UserParam(const std::string& segment) {
   return std::move(user).value();
 }
 
+// The answer to a user id segment that UserParam refuses.
+ApiError BadUserParam() {
+  return Invalid({{"user", "must be 1..128 characters of A-Za-z0-9._@:-"}});
+}
+
 // A code answer of the factor routes: {"valid", ...} or the problem
 // (throttled, locked, ...).
 HttpResponse FactorCheckResponse(const ApiResult<FactorCheck>& r, bool with_status) {
@@ -466,7 +471,7 @@ void Api::VerifyAsync(const HttpRequest& request, const App& app, const std::str
     resume([res = std::move(res), finish]() mutable { return finish(std::move(res)); });
   };
   auto user = UserParam(user_param);
-  if (!user) return answer(Problem(MakeError(ApiCode::kNotFound, "no such user")));
+  if (!user) return answer(Problem(BadUserParam()));
   auto body = ParseObject(request.body, false);
   if (!body.ok()) return answer(Problem(body.error()));
   Fields f(*body);
@@ -616,7 +621,7 @@ HttpResponse Api::Factors(const HttpRequest& req, const App& app, const std::str
                           const std::vector<std::string>& params) {
   // Path segments arrive percent-encoded ("alice%40example.com").
   auto user = UserParam(params[0]);
-  if (!user) return Problem(MakeError(ApiCode::kNotFound, "no such user"));
+  if (!user) return Problem(BadUserParam());
   const std::string factor_id = params.size() > 1 ? params[1] : "";
   if (!factor_id.empty() && !ValidId(factor_id)) {
     return Problem(MakeError(ApiCode::kNotFound, "no such factor"));

@@ -498,6 +498,11 @@ TEST_F(ApiTest, FactorRequestsAreValidated) {
     EXPECT_EQ(j["code"], "invalid_request");
     return j["errors"][0]["field"].get<std::string>();
   };
+  auto field_of_path = [&](const std::string& path) {
+    HttpResponse r = Call("POST", path, R"({"type":"totp"})", key_a_);
+    EXPECT_EQ(r.status, 400) << path << " " << r.body;
+    return json::parse(r.body)["errors"][0]["field"].get<std::string>();
+  };
   EXPECT_EQ(field_of(R"({})"), "type");
   EXPECT_EQ(field_of(R"({"type":"sms"})"), "type");
   EXPECT_EQ(field_of(R"({"type":"totp","digits":5})"), "digits");
@@ -509,12 +514,11 @@ TEST_F(ApiTest, FactorRequestsAreValidated) {
   EXPECT_EQ(field_of(R"({"type":"totp","label":""})"), "label");
   EXPECT_EQ(field_of(R"({"type":"hotp","serial":"NOPE"})"), "serial");
   ExpectProblem(Call("POST", "/v1/users/alice/factors", "{", key_a_), 400, "invalid_request");
-  // A user id outside 1..128 of A-Za-z0-9._@:- is no user.
-  ExpectProblem(Call("POST", "/v1/users/a%20b/factors", R"({"type":"totp"})", key_a_), 404,
-                "not_found");
-  ExpectProblem(
-      Call("POST", "/v1/users/" + std::string(129, 'a') + "/factors", R"({"type":"totp"})", key_a_),
-      404, "not_found");
+  // A user id outside 1..128 of A-Za-z0-9._@:- is refused, naming the field.
+  ExpectProblem(Call("POST", "/v1/users/a%20b/factors", R"({"type":"totp"})", key_a_), 400,
+                "invalid_request");
+  EXPECT_EQ(field_of_path("/v1/users/a%20b/factors"), "user");
+  EXPECT_EQ(field_of_path("/v1/users/" + std::string(129, 'a') + "/factors"), "user");
   EXPECT_EQ(
       Call("POST", "/v1/users/" + std::string(128, 'a') + "/factors", R"({"type":"totp"})", key_a_)
           .status,
@@ -553,6 +557,123 @@ TEST_F(ApiTest, ThrottledThenLocked) {
                 423, "factor_locked");
   // Another app's user of the same name is not affected.
   EXPECT_EQ(Call("POST", "/v1/users/eve/verify", R"({"code":"abc"})", key_b_).status, 200);
+}
+
+// SECURITY.md 25: every string field of every request is bounded; an over-long
+// one is refused naming the field, and nothing is stored or sent.
+class Sec25FieldLimits : public ApiTest {};
+
+TEST_F(Sec25FieldLimits, EveryStringFieldIsBoundedAndNamed) {
+  const std::string phone = "+306912345678";
+  const std::string ver = "/v1/verifications/ver_0123456789abcdef";
+  const std::string fac = "/v1/users/alice/factors/fac_0123456789abcdef";
+  struct Case {
+    std::string path;
+    json body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/verifications", {{"to", "+30" + std::string(252, '1')}}, {}, "to"},
+      {"/v1/verifications", {{"to", phone}, {"channel", std::string(17, 's')}}, {}, "channel"},
+      {"/v1/verifications",
+       {{"to", phone}, {"locale", "en-" + std::string(33, 'a')}},
+       {},
+       "locale"},
+      {"/v1/verifications",
+       {{"to", phone}, {"workflow", {{{"channel", "email"}, {"to", std::string(255, 'e')}}}}},
+       {},
+       "workflow[0].to"},
+      {"/v1/verifications",
+       {{"to", phone}, {"metadata", {{"a", std::string(4089, 'x')}}}},
+       {},
+       "metadata"},
+      {"/v1/verifications",
+       {{"to", phone}},
+       {{"idempotency-key", std::string(256, 'k')}},
+       "Idempotency-Key"},
+      {"/v1/verifications/check", {{"to", std::string(255, '1')}, {"code", "123456"}}, {}, "to"},
+      {ver + "/check", {{"code", std::string(65, '1')}}, {}, "code"},
+      {ver + "/resend", {{"channel", std::string(17, 's')}}, {}, "channel"},
+      {"/v1/users/alice/factors",
+       {{"type", "totp"}, {"label", std::string(129, 'l')}},
+       {},
+       "label"},
+      {"/v1/users/alice/factors",
+       {{"type", "totp"}, {"issuer", std::string(129, 'i')}},
+       {},
+       "issuer"},
+      {"/v1/users/alice/factors",
+       {{"type", "totp"}, {"algorithm", std::string(17, 'S')}},
+       {},
+       "algorithm"},
+      {"/v1/users/alice/factors",
+       {{"type", "hotp"}, {"serial", std::string(65, 's')}},
+       {},
+       "serial"},
+      {"/v1/users/alice/verify", {{"code", std::string(65, '1')}}, {}, "code"},
+      {"/v1/users/alice/verify",
+       {{"code", "123456"}, {"factor_id", std::string(65, 'f')}},
+       {},
+       "factor_id"},
+      {fac + "/activate", {{"code", std::string(65, '1')}}, {}, "code"},
+      {fac + "/resync", {{"code1", std::string(65, '1')}, {"code2", "123456"}}, {}, "code1"},
+      {fac + "/resync", {{"code1", "123456"}, {"code2", std::string(65, '1')}}, {}, "code2"},
+      {"/v1/users/" + std::string(129, 'u') + "/factors", {{"type", "totp"}}, {}, "user"},
+      {"/v1/users/a%0Ab/verify", {{"code", "123456"}}, {}, "user"},
+  };
+  for (const Case& c : cases) {
+    HttpResponse r = Call("POST", c.path, c.body.dump(), key_a_, c.headers);
+    ExpectProblem(r, 400, "invalid_request");
+    std::set<std::string> fields;
+    const json body = Body(r);
+    for (const json& e : body["errors"]) fields.insert(e["field"]);
+    EXPECT_THAT(fields, ::testing::Contains(c.field)) << c.path << " " << r.body;
+  }
+  const App app = *store_->GetApp("a");
+  EXPECT_EQ(*store_->CountStartsSince(app.id, phone, clock_.Now() - std::chrono::hours(1)), 0);
+  EXPECT_TRUE(factors_->List(app, "alice")->empty());
+  EXPECT_TRUE(!std::filesystem::exists(log_path_) || std::filesystem::is_empty(log_path_));
+}
+
+TEST_F(Sec25FieldLimits, MetadataOf4KiBIsAcceptedAndOneByteMoreIsNot) {
+  // {"a":"x…"} serialized: 8 bytes around the string.
+  const json at_limit = {{"to", "+306912345678"}, {"metadata", {{"a", std::string(4088, 'x')}}}};
+  ASSERT_EQ(at_limit["metadata"].dump().size(), 4096u);
+  json over = at_limit;
+  over["metadata"]["a"] = std::string(4089, 'x');
+  HttpResponse r = Call("POST", "/v1/verifications", over.dump(), key_a_);
+  ExpectProblem(r, 400, "invalid_request");
+  EXPECT_EQ(Body(r)["errors"][0]["field"], "metadata");
+  r = Call("POST", "/v1/verifications", at_limit.dump(), key_a_);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(Body(r)["metadata"], at_limit["metadata"]);
+}
+
+// SECURITY.md 22: no route carries a code, seed or key in its URL; the query
+// string is read only by the delivery-report route (its per-provider token).
+TEST(Sec22NoSecretsInUrls, RoutesTakeOnlyIdsInTheirPaths) {
+  for (const RouteInfo& route : Api::Routes()) {
+    std::string_view path = route.path;
+    for (std::size_t open = path.find('{'); open != std::string_view::npos;
+         open = path.find('{', open + 1)) {
+      const std::string_view name = path.substr(open + 1, path.find('}', open) - open - 1);
+      EXPECT_TRUE(name == "id" || name == "user" || name == "name") << route.path;
+    }
+  }
+}
+
+TEST_F(ApiTest, Sec22ACodeOrKeyInTheQueryIsNeverRead) {
+  HttpResponse started = Call("POST", "/v1/verifications", R"({"to":"+306912345678"})", key_a_);
+  ASSERT_EQ(started.status, 201);
+  const std::string id = Body(started)["id"];
+  const std::string code = "123456";  // right or wrong: the query is not read
+  HttpResponse r = Call("POST", "/v1/verifications/" + id + "/check?code=" + code, "{}", key_a_);
+  ExpectProblem(r, 400, "invalid_request");
+  EXPECT_EQ(Body(r)["errors"][0]["field"], "code");
+  ExpectProblem(Call("GET", "/v1/verifications/" + id + "?api_key=" + key_a_, "", ""), 401,
+                "unauthorized");
+  EXPECT_EQ(Body(Call("GET", "/v1/verifications/" + id, "", key_a_))["status"], "pending");
 }
 
 }  // namespace

@@ -73,7 +73,9 @@ otp::Result<Config> LoadConfig(const std::string& path) {
     OTP_RETURN_IF_ERROR(OnlyKnownKeys(t, "", {"server", "store", "security", "provider"}));
     if (auto* server = t["server"].as_table()) {
       OTP_RETURN_IF_ERROR(OnlyKnownKeys(
-          *server, "server", {"listen", "threads", "tls_cert", "tls_key", "max_body_bytes"}));
+          *server, "server",
+          {"listen", "threads", "tls_cert", "tls_key", "max_body_bytes", "max_connections",
+           "header_timeout_s", "body_timeout_s", "idle_timeout_s"}));
       c.listen = (*server)["listen"].value_or(c.listen);
       c.threads = static_cast<int>((*server)["threads"].value_or(std::int64_t{c.threads}));
       if (c.threads < 0 || c.threads > 256) return Bad("server.threads must be 0..256");
@@ -84,6 +86,16 @@ otp::Result<Config> LoadConfig(const std::string& path) {
         return Bad("server.max_body_bytes must be 1024..16777216");
       }
       c.max_body_bytes = static_cast<std::size_t>(body);
+      const auto conns = (*server)["max_connections"].value_or(std::int64_t(c.max_connections));
+      if (conns < 1 || conns > 1000000) return Bad("server.max_connections must be 1..1000000");
+      c.max_connections = static_cast<std::size_t>(conns);
+      for (auto [key, field] : {std::pair{"header_timeout_s", &c.header_timeout_s},
+                                std::pair{"body_timeout_s", &c.body_timeout_s},
+                                std::pair{"idle_timeout_s", &c.idle_timeout_s}}) {
+        const auto s = (*server)[key].value_or(std::int64_t{*field});
+        if (s < 1 || s > 3600) return Bad("server." + std::string(key) + " must be 1..3600");
+        *field = static_cast<int>(s);
+      }
     }
     if (auto* store = t["store"].as_table()) {
       OTP_RETURN_IF_ERROR(OnlyKnownKeys(*store, "store", {"url"}));
@@ -137,6 +149,10 @@ otp::Result<Config> LoadConfig(const std::string& path) {
   if (auto v = Env("OTPD_LISTEN"); !v.empty()) c.listen = v;
   if (auto v = Env("OTPD_STORE_URL"); !v.empty()) c.store_url = v;
   if (auto v = Env("OTPD_MASTER_KEY_FILE"); !v.empty()) c.master_key_file = v;
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return Bad(c.tls_cert.empty() ? "server.tls_key is set without server.tls_cert"
+                                  : "server.tls_cert is set without server.tls_key");
+  }
   const auto colon = c.listen.rfind(':');
   const std::string port = colon == std::string::npos ? "" : c.listen.substr(colon + 1);
   if (port.empty() || port.size() > 5 ||

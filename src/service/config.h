@@ -22,10 +22,14 @@ struct ProviderConfig {
 
 struct Config {
   std::string listen = "127.0.0.1:8080";
-  int threads = 0;  // 0 = one per core
-  std::string tls_cert;
+  int threads = 0;       // 0 = one per core
+  std::string tls_cert;  // PEM; with tls_key the listener speaks TLS only
   std::string tls_key;
   std::size_t max_body_bytes = 65536;
+  std::size_t max_connections = 10000;  // open connections at most (503 past it)
+  int header_timeout_s = 10;            // request head (and a new connection's TLS handshake)
+  int body_timeout_s = 10;              // request body, after its head
+  int idle_timeout_s = 60;              // keep-alive wait for the next request
   std::string store_url = "sqlite://otpd-data/otpd.db";
   std::string master_key_file = "otpd-data/master.key";
   std::vector<ProviderConfig> providers;
@@ -35,6 +39,8 @@ struct Config {
   std::uint16_t ListenPort() const;
   // True when the listener only accepts loopback connections.
   bool ListenIsLoopback() const;
+  // True when tls_cert and tls_key are set.
+  bool Tls() const { return !tls_cert.empty() && !tls_key.empty(); }
 };
 
 // The embedded defaults, including the `dev-log` provider.

@@ -25,6 +25,11 @@ TEST(ConfigTest, DefaultsWithNoFile) {
   EXPECT_EQ(c->store_url, "sqlite://otpd-data/otpd.db");
   EXPECT_EQ(c->master_key_file, "otpd-data/master.key");
   EXPECT_EQ(c->max_body_bytes, 65536u);
+  EXPECT_EQ(c->max_connections, 10000u);
+  EXPECT_EQ(c->header_timeout_s, 10);
+  EXPECT_EQ(c->body_timeout_s, 10);
+  EXPECT_EQ(c->idle_timeout_s, 60);
+  EXPECT_FALSE(c->Tls());
   ASSERT_EQ(c->providers.size(), 1u);
   EXPECT_EQ(c->providers[0].type, "log");
   EXPECT_EQ(c->providers[0].channels.size(), 7u);
@@ -89,6 +94,39 @@ TEST(ConfigTest, BadFilesNameTheProblem) {
       LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
                            "[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"));
   EXPECT_FALSE(c.ok());
+}
+
+TEST(ConfigTest, ConnectionLimitsAndTimeouts) {
+  auto c = LoadConfig(
+      WriteTemp("[server]\nmax_connections = 50\nheader_timeout_s = 2\nbody_timeout_s = 3\n"
+                "idle_timeout_s = 4\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->max_connections, 50u);
+  EXPECT_EQ(c->header_timeout_s, 2);
+  EXPECT_EQ(c->body_timeout_s, 3);
+  EXPECT_EQ(c->idle_timeout_s, 4);
+  for (const char* bad : {"max_connections = 0", "header_timeout_s = 0", "body_timeout_s = 3601",
+                          "idle_timeout_s = -1"}) {
+    c = LoadConfig(WriteTemp(std::string("[server]\n") + bad + "\n"));
+    ASSERT_FALSE(c.ok()) << bad;
+    const std::string key(bad, std::string_view(bad).find(' '));
+    EXPECT_NE(c.status().message().find(key), std::string::npos) << c.status().message();
+  }
+}
+
+TEST(ConfigTest, TlsNeedsBothCertificateAndKey) {
+  auto c = LoadConfig(WriteTemp("[server]\ntls_cert = \"/etc/otpd/cert.pem\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("tls_cert is set without server.tls_key"), std::string::npos)
+      << c.status().message();
+  c = LoadConfig(WriteTemp("[server]\ntls_key = \"/etc/otpd/key.pem\"\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("tls_key is set without server.tls_cert"), std::string::npos)
+      << c.status().message();
+  c = LoadConfig(
+      WriteTemp("[server]\ntls_cert = \"/etc/otpd/cert.pem\"\ntls_key = \"/etc/otpd/key.pem\"\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->Tls());
 }
 
 }  // namespace

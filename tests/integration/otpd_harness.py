@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -97,12 +98,17 @@ class Response:
 class OtpdServer:
     """One otpd process over one temporary directory (reusable across restarts)."""
 
-    def __init__(self, extra_config=""):
+    def __init__(self, extra_config="", server_config="", ca_file=None):
+        """`extra_config` is appended to the config file, `server_config` (lines)
+        goes into its [server] table; with `ca_file` otpd is reached over HTTPS,
+        trusting that CA (server_config then names tls_cert and tls_key)."""
         self.dir = tempfile.mkdtemp(prefix="otpd-it-")
         self.config_path = os.path.join(self.dir, "otpd.toml")
         self.db_path = os.path.join(self.dir, "otpd.db")
         self.messages_path = os.path.join(self.dir, "messages.jsonl")
         self.extra_config = extra_config
+        self.server_config = server_config
+        self.ca_file = ca_file
         self.port = None
         self.proc = None
         self.runs = 0
@@ -116,11 +122,11 @@ class OtpdServer:
         channels = ", ".join('"%s"' % c for c in ALL_CHANNELS)
         with open(self.config_path, "w") as f:
             f.write(
-                '[server]\nlisten = "127.0.0.1:%d"\nthreads = 2\n\n'
+                '[server]\nlisten = "127.0.0.1:%d"\nthreads = 2\n%s\n\n'
                 '[store]\nurl = "sqlite://%s"\n\n'
                 '[security]\nmaster_key_file = "%s"\n\n'
                 '[[provider]]\nname = "%s"\ntype = "log"\nchannels = [%s]\npath = "%s"\n\n%s'
-                % (self.port, self.db_path, os.path.join(self.dir, "master.key"),
+                % (self.port, self.server_config, self.db_path, os.path.join(self.dir, "master.key"),
                    PROVIDER_NAME, channels, self.messages_path, self.extra_config))
 
     def start(self, timeout=10.0):
@@ -238,7 +244,12 @@ class OtpdServer:
 
     def request(self, method, path, body=None, key=None, headers=None, raw=None, record=True,
                 timeout=10.0):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.ca_file:
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout,
+                context=ssl.create_default_context(cafile=self.ca_file))
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         h = {}
         data = None
         if raw is not None:

@@ -400,7 +400,7 @@ class SmppConnectionTest(SmppTestCase):
         self.assertRegex(server.all_stderr(), r'"event":"smpp_bound","provider":"smsc".*"tls":true')
         self._clean = True
 
-    def test_tls_refuses_an_unverified_certificate(self):
+    def test_sec21_tls_refuses_an_unverified_certificate(self):
         tls_dir = tempfile.mkdtemp(prefix="otpd-smpp-tls-")
         self.addCleanup(shutil.rmtree, tls_dir, True)
         _, key_file, cert = h.make_test_ca(tls_dir)

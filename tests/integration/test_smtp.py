@@ -175,7 +175,7 @@ class SmtpTlsTest(SmtpTestCase):
         self.assert_no_secrets(server, [])
         self._clean = True
 
-    def test_certificate_is_verified(self):
+    def test_sec21_certificate_is_verified(self):
         peer = self.peer("--key", self.key_file, "--cert", self.cert, "--secure")
         # No ca_file: the test CA is not trusted, so the send must fail.
         server, key = self.otpd(smtp_provider("smtps://127.0.0.1:%d" % peer.port))

@@ -322,7 +322,8 @@ TEST_F(HttpPeerTest, ConcurrentSendsEachGetTheirOwnAnswer) {
   for (const auto& id : ids) EXPECT_THAT(id, HasSubstr("peer-"));
 }
 
-class HttpPeerTlsTest : public HttpPeerTest {
+// SECURITY.md 21: outbound TLS verifies the certificate.
+class Sec21HttpPeerTls : public HttpPeerTest {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
@@ -334,7 +335,7 @@ class HttpPeerTlsTest : public HttpPeerTest {
   std::filesystem::path dir_;
 };
 
-TEST_F(HttpPeerTlsTest, CertificateIsVerifiedAgainstCaFile) {
+TEST_F(Sec21HttpPeerTls, CertificateIsVerifiedAgainstCaFile) {
   Peer peer({"--tls-dir", dir_.string()}, (dir_ / "ca.pem").string());
   const std::string url = peer.Url("/send");
   auto trusted = Make(
