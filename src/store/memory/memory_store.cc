@@ -154,11 +154,7 @@ class MemoryStore final : public Store {
                                  std::string_view code_hash, TimePoint now) override {
     std::lock_guard lock(mu_);
     Verification* v = Find(app_id, id);
-    if (v == nullptr) {
-      AddAudit(VerificationAudit(app_id, "api", "verification.check", id, "refused: not_found", "",
-                                 now));
-      return otp::NotFound("no such verification");
-    }
+    if (v == nullptr) return otp::NotFound("no such verification");
     if (!PendingAt(*v, now)) {
       Transition t = Refusal(*v, now);
       AddAudit(VerificationAudit(app_id, "api", "verification.check", id, "refused: " + t.status,
@@ -615,7 +611,8 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     auto it = std::find_if(events_.begin(), events_.end(),
                            [&](const Event& e) { return e.id == o.event_id; });
-    if (it == events_.end() || it->state != kEventPending || it->attempts != o.attempt) {
+    if (it == events_.end() || it->state != kEventPending || it->attempts != o.attempt ||
+        lease_until_[it->id] == TimePoint()) {
       return false;
     }
     it->state = o.state;

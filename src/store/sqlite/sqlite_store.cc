@@ -1131,7 +1131,8 @@ class SqliteStore final : public Store {
       const int n = db.Prepare(
                           "UPDATE events SET state = ?1, next_attempt_at = ?2, lease_until = 0, "
                           "last_status = ?3, last_error = ?4 "
-                          "WHERE id = ?5 AND attempts = ?6 AND state = 'pending'")
+                          "WHERE id = ?5 AND attempts = ?6 AND state = 'pending' "
+                          "AND lease_until <> 0")
                         .BindAll(o.state, Ms(o.next_attempt_at), o.http_status, o.error, o.event_id,
                                  o.attempt)
                         .Exec();
@@ -1527,8 +1528,7 @@ class SqliteStore final : public Store {
             .Exec();
     if (changed == 0) {
       Result<Transition> r = Refused(db, app_id, id, now);
-      AuditRefusal(db, app_id, id, "verification.check",
-                   r.ok() ? r->status : std::string("not_found"), now);
+      if (r.ok()) AuditRefusal(db, app_id, id, "verification.check", r->status, now);
       return r;
     }
     Stmt s = db.Prepare(
