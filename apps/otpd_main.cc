@@ -19,6 +19,7 @@
 #include "service/factors.h"
 #include "service/secrets.h"
 #include "service/verifications.h"
+#include "service/webhooks.h"
 #include "store/open_store.h"
 
 namespace {
@@ -108,6 +109,9 @@ int main(int argc, char** argv) {
   otpd::FactorService factors(**store, secrets, clock, random);
   otpd::Api api(**store, apps, verifications, factors, metrics, clock, api_options);
   api.ServeDeliveryReports(*providers, dispatcher);
+  auto webhook_transport = otpd::NewCurlWebhookTransport();
+  otpd::WebhookSender webhooks(**store, config->webhooks, clock, random, *webhook_transport,
+                               otpd::SystemResolver(), &metrics);
   metrics.AttachDeliveryState(store->get(), &*providers);
 
   otpd::HttpServerOptions http;
@@ -132,12 +136,14 @@ int main(int argc, char** argv) {
   const std::string base = "http://" + host + ":" + std::to_string(server->port());
   BootstrapDemoApp(**store, apps, base, !api_options.inbox_path.empty(), log_path);
   dispatcher.Start();
+  webhooks.Start();
   spdlog::info(R"("event":"listening","address":"{}","port":{},"store":"{}")", http.host,
                server->port(), config->store_url.substr(0, config->store_url.find("://")));
   std::printf("otpd listening on %s\n", base.c_str());
   std::fflush(stdout);
   server->Run();
   dispatcher.Stop();
+  webhooks.Stop();
   spdlog::info(R"("event":"stopped")");
   otpd::ShutDownLogging();
   return 0;
