@@ -324,6 +324,29 @@ TEST_F(Sec28SenderTest, ARefusedTargetIsRecordedAndNothingIsSent) {
             "refused: webhook target internal.example.com resolves to 10.0.0.7 (private)");
 }
 
+TEST_F(SenderTest, TheSweepExpiresOverdueVerificationsWithTheirEvent) {
+  Verification v;
+  v.id = "ver_old";
+  v.app_id = app_.id;
+  v.to = "+306912345678";
+  v.channel = "sms";
+  v.workflow = {{"sms", 60, ""}};
+  v.created_at = v.updated_at = v.last_sent_at = clock_.Now();
+  v.expires_at = clock_.Now() + seconds(600);
+  Job j;
+  j.verification_id = v.id;
+  j.due_at = clock_.Now();
+  ASSERT_TRUE(store_->CreateVerification(v, j, nullptr).ok());
+  EXPECT_EQ(sender_.SweepExpired(), 0);
+  clock_.Advance(seconds(600));
+  EXPECT_EQ(sender_.SweepExpired(), 1);
+  EXPECT_EQ(sender_.SweepExpired(), 0);
+  EXPECT_EQ(store_->GetVerification(app_.id, "ver_old")->status, kExpired);
+  EXPECT_EQ(OnlyEvent().type, "verification.expired");
+  ASSERT_EQ(sender_.RunOnce(), 1);
+  EXPECT_EQ(nlohmann::json::parse(transport_.requests.at(0).body)["type"], "verification.expired");
+}
+
 // --- SECURITY.md 28: targets -------------------------------------------------------
 
 TEST(Sec28, AddressClassifier) {
