@@ -14,7 +14,10 @@ import hashlib
 import hmac
 import http.server
 import json
+import shutil
 import sqlite3
+import ssl
+import tempfile
 import threading
 import time
 import unittest
@@ -29,7 +32,9 @@ class Receiver:
     """An HTTP endpoint on 127.0.0.1: records every POST (path, headers, body, time)
     and answers each path from its script of statuses (then 200)."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (cert, key) PEM paths to serve HTTPS instead of HTTP."""
+        self.tls = tls
         self.requests = []
         self.scripts = {}
         self.lock = threading.Lock()
@@ -53,12 +58,16 @@ class Receiver:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        return "%s://127.0.0.1:%d%s" % ("https" if self.tls else "http", self.port, path)
 
     def script(self, path, statuses):
         with self.lock:
@@ -281,6 +290,41 @@ class WebhookDeliveryTest(WebhookTestCase):
                 con.execute("DELETE FROM audit")
         finally:
             con.close()
+
+
+class WebhookTlsTest(WebhookTestCase):
+    """An https receiver whose certificate comes from a CA otpd does not trust: the
+    webhook is not delivered (SECURITY.md 21: outbound TLS verifies certificates)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca_dir = tempfile.mkdtemp(prefix="otpd-wh-ca-")
+        _, key, cert = h.make_test_ca(cls.ca_dir)
+        super().setUpClass()
+        cls.receiver.stop()
+        cls.receiver = Receiver(tls=(cert, key))
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.ca_dir, ignore_errors=True)
+
+    def test_sec21_an_untrusted_certificate_is_not_sent_to(self):
+        app = self.app_with_webhook("/tls")
+        self.assertTrue(self.receiver.url("/tls").startswith("https://"))
+        v = self.start(app)
+        self.server.cancel(app["api_key"], v["id"])
+        rows = h.wait_until(
+            "the failed TLS try recorded on the event",
+            lambda: [r for r in self.event_rows(v["id"])
+                     if r[1] == "verification.canceled" and r[4] >= 1 and r[6]])
+        self.assertEqual(rows[0][3], "pending")
+        self.assertEqual(rows[0][5], 0)  # no HTTP answer
+        # curl's words for a certificate that does not verify.
+        self.assertIn("SSL peer certificate", rows[0][6])
+        self.assertEqual(self.receiver.received("/tls"), [])
 
 
 class WebhookPrivateTargetTest(WebhookTestCase):
