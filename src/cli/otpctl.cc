@@ -424,14 +424,20 @@ int RunOtpctl(int argc, char** argv) {
       a.updated_at = otp::SystemClock().Now();
       s = (*store)->UpdateApp(a);
       if (!s.ok()) return Error(s.message());
-      std::string changed = update_flags.webhook_url_set ? "webhook_url" : "";
+      // What changed, by setting name (never the values: a URL may carry a token).
+      std::string changed = a.name != found->name ? "name" : "";
+      const json before = json::parse(AppSettingsToJson(found->settings));
+      const json after = json::parse(AppSettingsToJson(a.settings));
+      for (const auto& [k, v] : after.items()) {
+        if (before.value(k, json()) != v) changed += (changed.empty() ? "" : ", ") + k;
+      }
       if (update_flags.webhook_url_set && a.webhook_disabled_at) {
         // A URL given again enables an endpoint a 410 disabled.
         s = (*store)->EnableWebhook(a.id);
         if (!s.ok()) return Error(s.message());
         a.webhook_disabled_at.reset();
         a.webhook_disabled_reason.clear();
-        changed += " (enabled again)";
+        changed += (changed.empty() ? "" : ", ") + std::string("webhook enabled again");
       }
       Audit(**store, a.id, "app.update", a.id, "done", changed);
     }

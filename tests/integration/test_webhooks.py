@@ -220,6 +220,10 @@ class WebhookDeliveryTest(WebhookTestCase):
         updated = json.loads(self.server.otpctl("app", "update", app["app_id"], "--webhook-url",
                                                 self.receiver.url("/gone")).stdout)
         self.assertFalse(updated["webhook_disabled"])
+        tail = [json.loads(line) for line in self.server.otpctl(
+            "audit", "tail", "--app", app["app_id"], "-n", "50").stdout.splitlines()]
+        self.assertEqual([(a["actor"], a["detail"]) for a in tail if a["action"] == "app.update"],
+                         [("otpctl", "webhook enabled again")])
         v3 = self.start(app)
         self.server.cancel(app["api_key"], v3["id"])
         got = h.wait_until("events again after re-enabling",
