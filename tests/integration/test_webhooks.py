@@ -232,6 +232,26 @@ class WebhookDeliveryTest(WebhookTestCase):
                                     if json.loads(r["body"])["data"]["id"] == v3["id"]])
         self.assertEqual(len(got), 1)
 
+    def test_sec18_recovery_code_events_reach_the_webhook(self):
+        app = self.app_with_webhook("/recovery")
+        r = self.server.request("POST", "/v1/users/rita/recovery-codes", key=app["api_key"])
+        self.assertEqual(r.status, 201, r)
+        codes = r.json["codes"]
+        r = self.server.request("POST", "/v1/users/rita/verify", {"code": codes[0]},
+                                key=app["api_key"])
+        self.assertTrue(r.json["valid"], r)
+        issued = h.wait_until("recovery_codes.issued",
+                              lambda: self.receiver.received("/recovery", "recovery_codes.issued"))
+        used = h.wait_until("recovery_code.used",
+                            lambda: self.receiver.received("/recovery", "recovery_code.used"))
+        self.assertEqual(json.loads(issued[0]["body"])["data"], {"user_id": "rita", "count": 10})
+        self.assertEqual(json.loads(used[0]["body"])["data"], {"user_id": "rita", "remaining": 9})
+        for req in issued + used:
+            headers = {k.lower(): v for k, v in req["headers"].items()}
+            self.assertTrue(standard_webhooks_valid(app["webhook_secret"], headers, req["body"]))
+            for c in codes:
+                self.assertNotIn(c, req["body"])
+
     def test_otpctl_webhook_test_sends_a_signed_ping(self):
         app = self.app_with_webhook("/ping")
         p = self.server.otpctl("webhook", "test", app["app_id"])
