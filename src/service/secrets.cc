@@ -1,5 +1,7 @@
 #include "service/secrets.h"
 
+#include "service/log_text.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -262,7 +264,8 @@ otp::Status SealingKeys::Reload() const {
   const FileId before = Identify(master_key_file_);
   auto keys = LoadMasterKeys(master_key_file_, /*create=*/false);
   if (!keys.ok()) {
-    spdlog::error(R"("event":"master_keys_reload_failed","error":"{}")", keys.status().message());
+    spdlog::error(R"("event":"master_keys_reload_failed","error":{})",
+                  LogText(keys.status().message()));
     return keys.status();
   }
   auto ring = std::make_shared<const otp::Keyring>(SealingKeyring(*keys));

@@ -252,6 +252,28 @@ class WebhookDeliveryTest(WebhookTestCase):
             for c in codes:
                 self.assertNotIn(c, req["body"])
 
+    def test_sec32_log_lines_cannot_be_forged_by_input(self):
+        forged = '"}\n{"ts":"x","level":"info","event":"forged","to":"+306912345678'
+        app = self.app_with_webhook("/forge")
+        key = app["api_key"]
+        quoted = "".join("%%%02X" % b for b in forged.encode())
+        self.server.request("GET", "/v1/verifications/" + quoted, key=key)
+        self.server.request("POST", "/v1/verifications/%s/check" % quoted, {"code": "123456"},
+                            key=key)
+        self.server.request("POST", "/v1/verifications", {"to": forged}, key=key)
+        self.server.start_verification(key, {"to": h.next_phone(), "metadata": {"x": forged}},
+                                       headers={"Idempotency-Key": "k" + quoted})
+        v = self.start(app, metadata={"note": forged})
+        self.server.cancel(key, v["id"])
+        h.wait_until("the canceled event", lambda: self.receiver.received(
+            "/forge", "verification.canceled"))
+        time.sleep(0.3)  # the log is flushed in batches
+        for line in self.server.stderr().splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)  # every line is one JSON object
+            self.assertNotEqual(entry.get("event"), "forged", line)
+
     def test_otpctl_webhook_test_sends_a_signed_ping(self):
         app = self.app_with_webhook("/ping")
         p = self.server.otpctl("webhook", "test", app["app_id"])
