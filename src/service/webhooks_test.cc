@@ -302,7 +302,8 @@ TEST_F(Sec27SenderTest, GoneDisablesTheEndpoint) {
   const App a = *store_->GetApp(app_.id);
   ASSERT_TRUE(a.webhook_disabled_at.has_value());
   EXPECT_NE(a.webhook_disabled_reason.find("410"), std::string::npos);
-  for (const Event& e : *store_->ListEvents(app_.id, 0, 10)) EXPECT_EQ(e.state, kEventFailed);
+  const auto events = store_->ListEvents(app_.id, 0, 10);
+  for (const Event& e : *events) EXPECT_EQ(e.state, kEventFailed);
   CancelOne("ver_3");
   clock_.Advance(hours(1));
   EXPECT_EQ(sender_.RunOnce(), 0);
