@@ -24,6 +24,7 @@
 #include "service/log_text.h"
 #include "service/secrets.h"
 #include "service/verifications.h"
+#include "service/webhooks.h"
 #include "store/open_store.h"
 
 namespace {
@@ -122,6 +123,9 @@ int main(int argc, char** argv) {
   otpd::FactorService factors(**store, secrets, clock, random);
   otpd::Api api(**store, apps, verifications, factors, metrics, clock, api_options);
   api.ServeDeliveryReports(*providers, dispatcher);
+  auto webhook_transport = otpd::NewCurlWebhookTransport();
+  otpd::WebhookSender webhooks(**store, config->webhooks, clock, random, *webhook_transport,
+                               otpd::SystemResolver(), &metrics);
   metrics.AttachDeliveryState(store->get(), &*providers);
 
   otpd::HttpServerOptions http;
@@ -170,6 +174,7 @@ int main(int argc, char** argv) {
       (server->tls() ? "https://" : "http://") + host + ":" + std::to_string(server->port());
   BootstrapDemoApp(**store, apps, base, !api_options.inbox_path.empty(), log_path);
   dispatcher.Start();
+  webhooks.Start();
   spdlog::info(R"("event":"listening","address":"{}","port":{},"tls":{},"store":"{}")", http.host,
                server->port(), server->tls(),
                config->store_url.substr(0, config->store_url.find("://")));
@@ -177,6 +182,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   server->Run();
   dispatcher.Stop();
+  webhooks.Stop();
   spdlog::info(R"("event":"stopped")");
   otpd::ShutDownLogging();
   return 0;

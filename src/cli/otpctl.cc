@@ -18,6 +18,7 @@
 #include "service/master_key.h"
 #include "service/secrets.h"
 #include "service/token_import.h"
+#include "service/webhooks.h"
 #include "store/open_store.h"
 
 namespace otpd {
@@ -92,12 +93,36 @@ struct TokenImportFlags {
 
 json AppJson(const App& app) {
   json settings = json::parse(AppSettingsToJson(app.settings));
-  return json{{"app_id", app.id},
-              {"name", app.name},
-              {"workflow", WorkflowJson(app.settings.workflow)},
-              {"settings", settings},
-              {"created_at", otp::FormatRfc3339(app.created_at)},
-              {"updated_at", otp::FormatRfc3339(app.updated_at)}};
+  json j{{"app_id", app.id},
+         {"name", app.name},
+         {"workflow", WorkflowJson(app.settings.workflow)},
+         {"settings", settings},
+         {"webhook_disabled", app.webhook_disabled_at.has_value()},
+         {"created_at", otp::FormatRfc3339(app.created_at)},
+         {"updated_at", otp::FormatRfc3339(app.updated_at)}};
+  if (app.webhook_disabled_at) {
+    j["webhook_disabled_at"] = otp::FormatRfc3339(*app.webhook_disabled_at);
+    j["webhook_disabled_reason"] = app.webhook_disabled_reason;
+  }
+  return j;
+}
+
+json AuditJson(const AuditEntry& a) {
+  return json{{"id", a.id},         {"at", otp::FormatRfc3339(a.at)},
+              {"app_id", a.app_id}, {"actor", a.actor},
+              {"action", a.action}, {"subject", a.subject},
+              {"result", a.result}, {"detail", a.detail}};
+}
+
+// One audit row of an admin action (SECURITY.md 32): who is "otpctl"; never a
+// key, secret or code. The action is done already: a failure here only warns.
+void Audit(Store& store, std::string_view app_id, std::string_view action, std::string_view subject,
+           std::string_view result, std::string_view detail = "") {
+  const Status s = store.AppendAudit(AuditEntry{0, otp::SystemClock().Now(), std::string(app_id),
+                                                "otpctl", std::string(action), std::string(subject),
+                                                std::string(result), std::string(detail)});
+  if (!s.ok())
+    std::cerr << "otpctl: warning: the audit row was not written: " << s.message() << "\n";
 }
 
 // Options shared by `app create` and `app update`.
@@ -266,6 +291,23 @@ int RunOtpctl(int argc, char** argv) {
       token->add_subcommand("revoke", "revoke a token: it can no longer be bound or used");
   token_revoke->add_option("SERIAL", token_serial, "the token's serial")->required();
 
+  auto* webhook = cli.add_subcommand("webhook", "an app's webhook endpoint");
+  webhook->require_subcommand(1);
+  std::string webhook_app;
+  auto* webhook_test =
+      webhook->add_subcommand("test", "send a signed ping event to the app's webhook_url now");
+  webhook_test->add_option("APP", webhook_app, "app id or name")->required();
+
+  auto* audit = cli.add_subcommand("audit", "the append-only audit trail");
+  audit->require_subcommand(1);
+  std::string audit_app;
+  int audit_count = 20;
+  auto* audit_tail =
+      audit->add_subcommand("tail", "print the newest audit rows, oldest first, as JSON lines");
+  audit_tail->add_option("--app", audit_app, "only this app's rows (id or name)");
+  audit_tail->add_option("-n", audit_count, "how many rows (default 20, at most 10000)")
+      ->check(CLI::Range(1, 10000));
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -311,7 +353,12 @@ int RunOtpctl(int argc, char** argv) {
   }
   if (*master_key_rotate) {
     auto report = RotateAndRewrap(config->master_key_file, **store, otp::SystemRandom());
-    if (!report.ok()) return Error(report.status().message());
+    if (!report.ok()) {
+      Audit(**store, "", "master_key.rotate", "", "failed", report.status().message());
+      return Error(report.status().message());
+    }
+    Audit(**store, "", "master_key.rotate", report->new_key_id, "done",
+          "from " + report->old_key_id + ", " + std::to_string(report->rewrapped) + " re-wrapped");
     std::cout << json{{"old_key_id", report->old_key_id},
                       {"new_key_id", report->new_key_id},
                       {"rewrapped", report->rewrapped}}
@@ -345,6 +392,8 @@ int RunOtpctl(int argc, char** argv) {
       }
       return Error(created.status().message());
     }
+    Audit(**store, created->app.id, "app.create", created->app.id, "done",
+          "name " + created->app.name + ", key " + created->key_id);
     std::cout << json{{"app_id", created->app.id},
                       {"api_key", created->api_key},
                       {"webhook_secret", created->app.webhook_secret}}
@@ -375,6 +424,22 @@ int RunOtpctl(int argc, char** argv) {
       a.updated_at = otp::SystemClock().Now();
       s = (*store)->UpdateApp(a);
       if (!s.ok()) return Error(s.message());
+      // What changed, by setting name (never the values: a URL may carry a token).
+      std::string changed = a.name != found->name ? "name" : "";
+      const json before = json::parse(AppSettingsToJson(found->settings));
+      const json after = json::parse(AppSettingsToJson(a.settings));
+      for (const auto& [k, v] : after.items()) {
+        if (before.value(k, json()) != v) changed += (changed.empty() ? "" : ", ") + k;
+      }
+      if (update_flags.webhook_url_set && a.webhook_disabled_at) {
+        // A URL given again enables an endpoint a 410 disabled.
+        s = (*store)->EnableWebhook(a.id);
+        if (!s.ok()) return Error(s.message());
+        a.webhook_disabled_at.reset();
+        a.webhook_disabled_reason.clear();
+        changed += (changed.empty() ? "" : ", ") + std::string("webhook enabled again");
+      }
+      Audit(**store, a.id, "app.update", a.id, "done", changed);
     }
     std::cout << AppJson(a).dump() << "\n";
     return 0;
@@ -384,6 +449,7 @@ int RunOtpctl(int argc, char** argv) {
     if (!found.ok()) return Error("no app '" + key_ref + "'");
     auto k = apps.CreateKey(found->id);
     if (!k.ok()) return Error(k.status().message());
+    Audit(**store, found->id, "key.create", k->key_id, "done");
     std::cout << json{{"key_id", k->key_id}, {"api_key", k->api_key}}.dump() << "\n";
     return 0;
   }
@@ -392,7 +458,11 @@ int RunOtpctl(int argc, char** argv) {
     if (!secrets.ok()) return Error(secrets.status().message());
     auto count = SealAndImportHardwareTokens(**store, (*secrets)->keyring, otp::SystemRandom(),
                                              otp::SystemClock().Now(), imported);
-    if (!count.ok()) return Error(count.status().message());
+    if (!count.ok()) {
+      Audit(**store, "", "token.import", "", "refused", count.status().message());
+      return Error(count.status().message());
+    }
+    Audit(**store, "", "token.import", "", "done", std::to_string(*count) + " tokens");
     std::cout << json{{"imported", *count}}.dump() << "\n";
     return 0;
   }
@@ -408,6 +478,7 @@ int RunOtpctl(int argc, char** argv) {
     Status s = (*store)->RevokeHardwareToken(token_serial, otp::SystemClock().Now());
     if (s.code() == otp::StatusCode::kNotFound) return Error("no token '" + token_serial + "'");
     if (!s.ok()) return Error(s.message());
+    Audit(**store, "", "token.revoke", "token:" + token_serial, "done");
     std::cout << json{{"serial", token_serial}, {"revoked", true}}.dump() << "\n";
     return 0;
   }
@@ -427,7 +498,46 @@ int RunOtpctl(int argc, char** argv) {
   if (*key_revoke) {
     Status s = apps.RevokeKey(key_ref);
     if (!s.ok()) return Error("no key '" + key_ref + "'");
+    Audit(**store, "", "key.revoke", key_ref, "done");
     std::cout << json{{"key_id", key_ref}, {"revoked", true}}.dump() << "\n";
+    return 0;
+  }
+  if (*webhook_test) {
+    auto found = (*store)->GetApp(webhook_app);
+    if (!found.ok()) return Error("no app '" + webhook_app + "'");
+    if (found->settings.webhook_url.empty()) {
+      return Error("app '" + webhook_app +
+                   "' has no webhook_url (otpctl app update --webhook-url)");
+    }
+    const otp::TimePoint now = otp::SystemClock().Now();
+    const std::string body =
+        json{{"type", "ping"},
+             {"timestamp", otp::FormatRfc3339(now)},
+             {"data", {{"app_id", found->id}, {"message", "otpctl webhook test"}}}}
+            .dump();
+    const WebhookMessage message{found->settings.webhook_url, found->webhook_secret,
+                                 "ping_" + otp::RandomHex(otp::SystemRandom(), 12), body};
+    auto transport = NewCurlWebhookTransport();
+    const WebhookSendResult sent =
+        SendWebhook(message, now, config->webhooks, *transport, SystemResolver());
+    Audit(**store, found->id, "webhook.test", message.id, sent.delivered ? "delivered" : "failed",
+          sent.delivered ? "HTTP " + std::to_string(sent.http_status) : sent.error);
+    if (sent.http_status == 0) return Error("webhook test: " + sent.error);
+    std::cout << json{{"status", sent.http_status}, {"delivered", sent.delivered}}.dump() << "\n";
+    return sent.delivered ? 0 : 1;
+  }
+  if (*audit_tail) {
+    std::string app_id;
+    if (!audit_app.empty()) {
+      auto found = (*store)->GetApp(audit_app);
+      if (!found.ok()) return Error("no app '" + audit_app + "'");
+      app_id = found->id;
+    }
+    auto rows = (*store)->ListAudit(app_id, audit_count);
+    if (!rows.ok()) return Error(rows.status().message());
+    for (const AuditEntry& a : *rows) {
+      std::cout << AuditJson(a).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+    }
     return 0;
   }
   return 2;

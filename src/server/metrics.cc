@@ -35,6 +35,12 @@ void Metrics::OnReport(const std::string& provider, const std::string& channel,
   report_delay_[provider].Observe(kReportBuckets, seconds_after_send);
 }
 
+void Metrics::OnWebhook(const std::string& result, bool gave_up) {
+  std::lock_guard lock(mu_);
+  ++webhooks_[result];
+  if (gave_up) ++webhooks_given_up_;
+}
+
 void Metrics::AttachDeliveryState(Store* store, const ProviderSet* providers) {
   std::lock_guard lock(mu_);
   store_ = store;
@@ -110,6 +116,14 @@ std::string Metrics::Render() const {
     RenderHistogram(out, "otpd_delivery_report_seconds", fmt::format("provider=\"{}\"", provider),
                     h, kReportBuckets);
   }
+  out += "# HELP otpd_webhook_deliveries_total Webhook tries by result.\n";
+  out += "# TYPE otpd_webhook_deliveries_total counter\n";
+  for (const auto& [result, n] : webhooks_) {
+    out += fmt::format("otpd_webhook_deliveries_total{{result=\"{}\"}} {}\n", result, n);
+  }
+  out += "# HELP otpd_webhooks_given_up_total Webhook events given up (tries spent, or 410).\n";
+  out += "# TYPE otpd_webhooks_given_up_total counter\n";
+  out += fmt::format("otpd_webhooks_given_up_total {}\n", webhooks_given_up_);
   if (store_ != nullptr) {
     if (auto depth = store_->CountJobs(); depth.ok()) {
       out += "# HELP otpd_delivery_queue_depth Delivery jobs queued or in flight.\n";

@@ -11,11 +11,12 @@
 
 #include "service/channel.h"
 #include "service/dispatcher.h"
+#include "service/webhooks.h"
 #include "store/store.h"
 
 namespace otpd {
 
-class Metrics : public DeliveryObserver {
+class Metrics : public DeliveryObserver, public WebhookObserver {
  public:
   void RecordRequest(const std::string& method, const std::string& route, int status,
                      double seconds);
@@ -25,6 +26,7 @@ class Metrics : public DeliveryObserver {
                   const std::string& status, double send_seconds) override;
   void OnReport(const std::string& provider, const std::string& channel, const std::string& status,
                 double seconds_after_send) override;
+  void OnWebhook(const std::string& result, bool gave_up) override;
   // Where the gauges read at render time come from: queue depth from the
   // store, bind state from the providers. Either may be null.
   void AttachDeliveryState(Store* store, const ProviderSet* providers);
@@ -63,6 +65,8 @@ class Metrics : public DeliveryObserver {
   std::map<std::string, LatencyHistogram> send_latency_;  // by provider
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> reports_;
   std::map<std::string, ReportHistogram> report_delay_;  // by provider
+  std::map<std::string, std::uint64_t> webhooks_;        // tries by result
+  std::uint64_t webhooks_given_up_ = 0;
   Store* store_ = nullptr;
   const ProviderSet* providers_ = nullptr;
 };

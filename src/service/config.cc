@@ -70,7 +70,8 @@ otp::Result<Config> LoadConfig(const std::string& path) {
     } catch (const toml::parse_error& e) {
       return Bad(path + ": " + std::string(e.description()));
     }
-    OTP_RETURN_IF_ERROR(OnlyKnownKeys(t, "", {"server", "store", "security", "provider"}));
+    OTP_RETURN_IF_ERROR(
+        OnlyKnownKeys(t, "", {"server", "store", "security", "provider", "webhooks"}));
     if (auto* server = t["server"].as_table()) {
       OTP_RETURN_IF_ERROR(OnlyKnownKeys(
           *server, "server",
@@ -104,6 +105,29 @@ otp::Result<Config> LoadConfig(const std::string& path) {
     if (auto* sec = t["security"].as_table()) {
       OTP_RETURN_IF_ERROR(OnlyKnownKeys(*sec, "security", {"master_key_file"}));
       c.master_key_file = (*sec)["master_key_file"].value_or(c.master_key_file);
+    }
+    if (auto* hooks = t["webhooks"].as_table()) {
+      OTP_RETURN_IF_ERROR(OnlyKnownKeys(
+          *hooks, "webhooks",
+          {"allow_private_targets", "timeout_s", "first_retry_s", "max_attempts", "workers"}));
+      WebhookConfig& w = c.webhooks;
+      if (auto node = (*hooks)["allow_private_targets"]; node && !node.is_boolean()) {
+        return Bad("webhooks.allow_private_targets must be true or false");
+      }
+      w.allow_private_targets = (*hooks)["allow_private_targets"].value_or(false);
+      auto int_in = [&](const char* key, int* out, int lo, int hi) -> otp::Status {
+        const std::int64_t v = (*hooks)[key].value_or(std::int64_t{*out});
+        if (v < lo || v > hi) {
+          return Bad("webhooks." + std::string(key) + " must be " + std::to_string(lo) + ".." +
+                     std::to_string(hi));
+        }
+        *out = static_cast<int>(v);
+        return otp::Status::Ok();
+      };
+      OTP_RETURN_IF_ERROR(int_in("timeout_s", &w.timeout_s, 1, 60));
+      OTP_RETURN_IF_ERROR(int_in("first_retry_s", &w.first_retry_s, 1, 3600));
+      OTP_RETURN_IF_ERROR(int_in("max_attempts", &w.max_attempts, 8, 20));
+      OTP_RETURN_IF_ERROR(int_in("workers", &w.workers, 1, 64));
     }
     if (auto* providers = t["provider"].as_array()) {
       c.providers.clear();

@@ -20,6 +20,17 @@ struct ProviderConfig {
   std::map<std::string, std::string> options;
 };
 
+// [webhooks] (SPEC §5; docs/configuration.md).
+struct WebhookConfig {
+  // Send to loopback, private, CGNAT, link-local, ... addresses (development
+  // and tests). Metadata services stay refused.
+  bool allow_private_targets = false;
+  int timeout_s = 10;      // per try: connect, send, answer (1..60)
+  int first_retry_s = 30;  // the first retry's nominal wait; each next one ×4, capped at 16 h
+  int max_attempts = 10;   // tries per event before it is given up (8..20)
+  int workers = 4;         // sends in flight at once (1..64)
+};
+
 struct Config {
   std::string listen = "127.0.0.1:8080";
   int threads = 0;       // 0 = one per core
@@ -33,6 +44,7 @@ struct Config {
   std::string store_url = "sqlite://otpd-data/otpd.db";
   std::string master_key_file = "otpd-data/master.key";
   std::vector<ProviderConfig> providers;
+  WebhookConfig webhooks;
 
   // host and port of `listen`; "[::1]:8080" style accepted for IPv6.
   std::string ListenHost() const;

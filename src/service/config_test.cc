@@ -129,5 +129,29 @@ TEST(ConfigTest, TlsNeedsBothCertificateAndKey) {
   EXPECT_TRUE(c->Tls());
 }
 
+TEST(ConfigTest, WebhooksTable) {
+  auto c = LoadConfig("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->webhooks.allow_private_targets);
+  EXPECT_EQ(c->webhooks.timeout_s, 10);
+  EXPECT_EQ(c->webhooks.first_retry_s, 30);
+  EXPECT_EQ(c->webhooks.max_attempts, 10);
+  c = LoadConfig(
+      WriteTemp("[webhooks]\nallow_private_targets = true\ntimeout_s = 5\nfirst_retry_s = 1\n"
+                "max_attempts = 12\nworkers = 2\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->webhooks.allow_private_targets);
+  EXPECT_EQ(c->webhooks.timeout_s, 5);
+  EXPECT_EQ(c->webhooks.first_retry_s, 1);
+  EXPECT_EQ(c->webhooks.max_attempts, 12);
+  EXPECT_EQ(c->webhooks.workers, 2);
+  c = LoadConfig(WriteTemp("[webhooks]\nallow_private_target = true\n"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("allow_private_target"), std::string::npos);
+  EXPECT_FALSE(LoadConfig(WriteTemp("[webhooks]\nallow_private_targets = \"yes\"\n")).ok());
+  EXPECT_FALSE(LoadConfig(WriteTemp("[webhooks]\nmax_attempts = 3\n")).ok());  // < 8 tries
+  EXPECT_FALSE(LoadConfig(WriteTemp("[webhooks]\ntimeout_s = 0\n")).ok());
+}
+
 }  // namespace
 }  // namespace otpd

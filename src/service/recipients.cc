@@ -69,25 +69,6 @@ otp::Result<std::string> ParseEmail(std::string_view text) {
   return local + "@" + domain;
 }
 
-std::string MaskRecipient(std::string_view to) {
-  const auto at = to.find('@');
-  if (at != std::string_view::npos) {
-    return std::string(to.substr(0, at > 0 ? 1 : 0)) + "***" + std::string(to.substr(at));
-  }
-  std::string out(to);
-  int keep = 4;
-  for (std::size_t i = out.size(); i-- > 0;) {
-    if (std::isdigit(static_cast<unsigned char>(out[i]))) {
-      if (keep > 0) {
-        --keep;
-      } else {
-        out[i] = '*';
-      }
-    }
-  }
-  return out;
-}
-
 std::string LocaleForRegion(std::string_view region) {
   static const std::pair<std::string_view, std::string_view> kMap[] = {
       {"GR", "el"}, {"CY", "el"}, {"DE", "de"}, {"AT", "de"}, {"CH", "de"}, {"LI", "de"},

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "otp/status.h"
+#include "store/model.h"  // MaskRecipient
 
 namespace otpd {
 
@@ -25,10 +26,6 @@ otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text);
 // Validates an email address (one '@', sane local part and dotted domain,
 // ≤ 254 characters) and returns it with the domain lower-cased.
 otp::Result<std::string> ParseEmail(std::string_view text);
-
-// For logs: all but the last 4 digits of a number masked ("+*******5678"); an
-// email keeps its first character and domain ("a***@example.com").
-std::string MaskRecipient(std::string_view to);
 
 // The default message language for a region ("GR" → "el"); "en" otherwise.
 std::string LocaleForRegion(std::string_view region);

@@ -284,32 +284,4 @@ ApiResult<Verification> VerificationService::Cancel(const App& app, const std::s
   return Get(app, id);
 }
 
-nlohmann::json VerificationJson(const Verification& v) {
-  using nlohmann::json;
-  json deliveries = json::array();
-  for (const Delivery& d : v.deliveries) {
-    json dj = {{"channel", d.channel},
-               {"provider", d.provider},
-               {"status", d.status},
-               {"at", otp::FormatRfc3339(d.updated_at)}};
-    deliveries.push_back(std::move(dj));
-  }
-  json metadata = json::parse(v.metadata_json, nullptr, false);
-  if (metadata.is_discarded()) metadata = json::object();
-  return json{{"id", v.id},
-              {"to", v.to},
-              {"status", v.status},
-              {"channel", v.channel},
-              {"locale", v.locale},
-              {"workflow", WorkflowJson(v.workflow)},
-              {"deliveries", std::move(deliveries)},
-              {"send_count", v.send_count},
-              {"check_count", v.check_count},
-              {"max_checks", v.max_checks},
-              {"expires_at", otp::FormatRfc3339(v.expires_at)},
-              {"created_at", otp::FormatRfc3339(v.created_at)},
-              {"updated_at", otp::FormatRfc3339(v.updated_at)},
-              {"metadata", std::move(metadata)}};
-}
-
 }  // namespace otpd

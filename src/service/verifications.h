@@ -84,7 +84,4 @@ class VerificationService {
   JobsQueuedHook on_queued_;
 };
 
-// The verification object of SPEC §4.1 (never the code or its hash).
-nlohmann::json VerificationJson(const Verification& v);
-
 }  // namespace otpd

@@ -22,6 +22,28 @@ AuditEntry ChangeAudit(std::string_view app_id, std::string_view actor, std::str
                     std::string(detail)};
 }
 
+AuditEntry VerificationAudit(std::string_view app_id, std::string_view actor,
+                             std::string_view action, std::string_view verification_id,
+                             std::string_view result, std::string_view recipient, TimePoint at,
+                             std::string_view detail) {
+  std::string text = recipient.empty() ? std::string() : "to " + MaskRecipient(recipient);
+  if (!detail.empty()) text += (text.empty() ? "" : ", ") + std::string(detail);
+  return AuditEntry{0,
+                    at,
+                    std::string(app_id),
+                    std::string(actor),
+                    std::string(action),
+                    std::string(verification_id),
+                    std::string(result),
+                    std::move(text)};
+}
+
+std::string CheckResult(const Transition& t) {
+  if (t.status == kApproved) return "valid";
+  if (t.status == kMaxChecksReached) return "invalid, max_checks_reached";
+  return "invalid";
+}
+
 Factor FactorFromToken(const Factor& request, const HardwareToken& token) {
   Factor f;
   f.id = request.id;

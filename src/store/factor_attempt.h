@@ -47,6 +47,16 @@ Factor FactorFromToken(const Factor& request, const HardwareToken& token);
 AuditEntry ChangeAudit(std::string_view app_id, std::string_view actor, std::string_view action,
                        std::string_view subject, std::string_view detail, TimePoint at);
 
+// The audit line of a verification decision (start, check, resend, cancel,
+// expiry): the recipient masked (MaskRecipient), never a code.
+AuditEntry VerificationAudit(std::string_view app_id, std::string_view actor,
+                             std::string_view action, std::string_view verification_id,
+                             std::string_view result, std::string_view recipient, TimePoint at,
+                             std::string_view detail = "");
+// The audit result of an applied check: "valid", "invalid" or
+// "invalid, max_checks_reached".
+std::string CheckResult(const Transition& t);
+
 // The JSON `data` of user-level events ({"user_id", ...extra}).
 std::string UserEventJson(std::string_view user_id, const std::string& extra_key = "",
                           int extra_value = 0);

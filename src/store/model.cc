@@ -1,5 +1,7 @@
 #include "store/model.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 namespace otpd {
@@ -99,6 +101,63 @@ std::string FactorEventJson(const Factor& f) {
             {"created_at", otp::FormatRfc3339(f.created_at)}};
   if (!f.serial.empty()) j["serial"] = f.serial;
   if (f.activated_at) j["activated_at"] = otp::FormatRfc3339(*f.activated_at);
+  return j.dump();
+}
+
+std::string MaskRecipient(std::string_view to) {
+  const auto at = to.find('@');
+  if (at != std::string_view::npos) {
+    return std::string(to.substr(0, at > 0 ? 1 : 0)) + "***" + std::string(to.substr(at));
+  }
+  std::string out(to);
+  int keep = 4;
+  for (std::size_t i = out.size(); i-- > 0;) {
+    if (std::isdigit(static_cast<unsigned char>(out[i]))) {
+      if (keep > 0) {
+        --keep;
+      } else {
+        out[i] = '*';
+      }
+    }
+  }
+  return out;
+}
+
+nlohmann::json VerificationJson(const Verification& v) {
+  json deliveries = json::array();
+  for (const Delivery& d : v.deliveries) {
+    json dj = {{"channel", d.channel},
+               {"provider", d.provider},
+               {"status", d.status},
+               {"at", otp::FormatRfc3339(d.updated_at)}};
+    deliveries.push_back(std::move(dj));
+  }
+  json metadata = json::parse(v.metadata_json, nullptr, false);
+  if (metadata.is_discarded()) metadata = json::object();
+  return json{{"id", v.id},
+              {"to", v.to},
+              {"status", v.status},
+              {"channel", v.channel},
+              {"locale", v.locale},
+              {"workflow", WorkflowJson(v.workflow)},
+              {"deliveries", std::move(deliveries)},
+              {"send_count", v.send_count},
+              {"check_count", v.check_count},
+              {"max_checks", v.max_checks},
+              {"expires_at", otp::FormatRfc3339(v.expires_at)},
+              {"created_at", otp::FormatRfc3339(v.created_at)},
+              {"updated_at", otp::FormatRfc3339(v.updated_at)},
+              {"metadata", std::move(metadata)}};
+}
+
+// The `data` of verification.* and delivery.* events: the verification object
+// with every recipient masked (SECURITY.md 31); metadata is echoed.
+std::string VerificationEventJson(const Verification& v) {
+  json j = VerificationJson(v);
+  j["to"] = MaskRecipient(v.to);
+  for (json& step : j["workflow"]) {
+    if (step.contains("to")) step["to"] = MaskRecipient(step["to"].get<std::string>());
+  }
   return j.dump();
 }
 

@@ -76,6 +76,10 @@ struct App {
   std::string webhook_secret;  // "whsec_…"
   TimePoint created_at;
   TimePoint updated_at;
+  // Set when the endpoint answered 410 Gone (SPEC §5): no events are sent until
+  // `otpctl app update --webhook-url` enables it again.
+  std::optional<TimePoint> webhook_disabled_at;
+  std::string webhook_disabled_reason;
 };
 
 struct ApiKey {
@@ -237,14 +241,44 @@ struct ThrottlePolicy {
 // policy.free_failures).
 std::chrono::seconds ThrottleDelay(const ThrottlePolicy& policy, int failures);
 
-// One webhook-ready event (issue 5 sends them), written in the same transaction
-// as the state change it reports.
+// Where an event stands in the webhook outbox.
+inline constexpr const char* kEventPending = "pending";      // to be sent (or retried)
+inline constexpr const char* kEventDelivered = "delivered";  // a 2xx answered
+inline constexpr const char* kEventFailed = "failed";        // given up (tries spent, or 410)
+inline constexpr const char* kEventSkipped = "skipped";      // the app had no enabled webhook
+
+// One webhook event (SPEC §5), written in the same transaction as the state
+// change it reports; the webhook sender delivers it.
 struct Event {
   std::int64_t id = 0;  // increasing
   std::string app_id;
-  std::string type;  // "factor.activated", "recovery_code.used", ...
+  std::string type;  // "verification.approved", "factor.activated", ...
   std::string data_json = "{}";
   TimePoint created_at{};
+  std::string state = kEventPending;
+  int attempts = 0;             // sends tried (a claim counts one)
+  TimePoint next_attempt_at{};  // when a pending event is due
+  int last_status = 0;          // HTTP status of the last try (0: none, or no answer)
+  std::string last_error;       // why the last try failed (never a response body)
+};
+
+// An event claimed for sending, with what the sender needs of its app.
+struct WebhookJob {
+  Event event;  // `attempts` counts this try
+  std::string url;
+  std::string secret;  // the app's "whsec_…"
+};
+
+// What one send of a claimed event came to (Store::FinishWebhookEvent).
+struct WebhookOutcome {
+  std::int64_t event_id = 0;
+  int attempt = 0;                    // the claim's `attempts`: a stale worker's outcome is ignored
+  std::string state = kEventPending;  // kEventDelivered, kEventFailed, or kEventPending (retry)
+  TimePoint next_attempt_at{};        // kEventPending: when to try again
+  int http_status = 0;
+  std::string error;
+  bool disable_endpoint = false;  // 410 Gone: disable the app's webhook (and give up)
+  TimePoint at{};
 };
 
 // One line of the append-only audit trail. Never a secret or a code.
@@ -275,5 +309,15 @@ struct HardwareToken {
 
 // The `data` of factor events: the factor without its secret.
 std::string FactorEventJson(const Factor& factor);
+
+// For logs, audit and webhooks: all but the last 4 digits of a number masked
+// ("+*******5678"); an email keeps its first character and domain ("a***@example.com").
+std::string MaskRecipient(std::string_view to);
+
+// The verification object of SPEC §4.1 (never the code or its hash).
+nlohmann::json VerificationJson(const Verification& v);
+// The `data` of verification.* and delivery.updated events: VerificationJson
+// with every recipient masked (SECURITY.md 31) and the metadata echoed.
+std::string VerificationEventJson(const Verification& v);
 
 }  // namespace otpd

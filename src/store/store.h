@@ -301,6 +301,28 @@ class Store {
   virtual Result<bool> UnlockUser(std::string_view app_id, std::string_view user_id,
                                   std::string_view actor, TimePoint now) = 0;
 
+  // --- webhook outbox (SPEC §5)
+  // Claims up to `limit` pending events due at `now` whose app has a webhook_url
+  // and is not disabled, oldest due first, leasing them until `lease_until` and
+  // counting the try in `attempts` (so a crashed sender's events come back after
+  // the lease). Due events of apps without an enabled webhook become skipped.
+  virtual Result<std::vector<WebhookJob>> ClaimWebhookEvents(TimePoint now, TimePoint lease_until,
+                                                             int limit) = 0;
+  // When the earliest pending event is due or its lease ends (nullopt if none).
+  virtual Result<std::optional<TimePoint>> NextWebhookDue() = 0;
+  // Records one try, if the event is still pending at that try (returns false
+  // for a stale outcome: the lease ended and another sender took the event).
+  // `disable_endpoint` disables the app's webhook and gives up its other
+  // pending events, in the same transaction.
+  virtual Result<bool> FinishWebhookEvent(const WebhookOutcome& outcome) = 0;
+  // Enables the app's webhook again after a 410; NotFound for an unknown app.
+  virtual Status EnableWebhook(std::string_view app_id) = 0;
+
+  // Moves up to `limit` pending verifications with since < expires_at <= now
+  // to expired (with their verification.expired events and audit rows);
+  // returns how many. Writes nothing when none is due.
+  virtual Result<int> ExpireOverdue(TimePoint since, TimePoint now, int limit) = 0;
+
   // --- events and audit
   // Events of `app_id` (empty: every app) with id > after_id, oldest first.
   virtual Result<std::vector<Event>> ListEvents(std::string_view app_id, std::int64_t after_id,

@@ -3,6 +3,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -901,6 +902,264 @@ TEST_P(StoreTest, FactorAndHardwareTokenSecretsAreSealedValues) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "memory"));
+
+// --- webhook outbox, verification events, audit (issue 5) ----------------------
+
+// The StoreTest fixture with app_a given a webhook_url (app_b has none).
+class WebhookStoreTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    App a = *store_->GetApp("app_a");
+    a.settings.webhook_url = "https://hooks.example.com/otpd";
+    ASSERT_TRUE(store_->UpdateApp(a).ok());
+  }
+
+  // The events of `app` of one type.
+  std::vector<Event> EventsOf(const std::string& app, const std::string& type) {
+    std::vector<Event> out;
+    const auto events = store_->ListEvents(app, 0, 1000);
+    for (const Event& e : *events) {
+      if (e.type == type) out.push_back(e);
+    }
+    return out;
+  }
+
+  // A verification of app_a stored with its first job.
+  Verification Start(const std::string& id, TimePoint at) {
+    Verification v = MakeVerification(id, "app_a", at);
+    v.metadata_json = R"({"order":"A-17"})";
+    EXPECT_TRUE(store_->CreateVerification(v, FirstJob(v, at), nullptr).ok());
+    return v;
+  }
+};
+
+using Sec31StoreTest = WebhookStoreTest;
+using Sec27StoreTest = WebhookStoreTest;
+using Sec32StoreTest = WebhookStoreTest;
+
+TEST_P(Sec31StoreTest, VerificationEventsCarryTheObjectWithRecipientsMasked) {
+  Start("ver_1", now_);
+  ASSERT_TRUE(store_->RecordCheck("app_a", "ver_1", "wrong", now_)->applied);
+  EXPECT_TRUE(store_->ListEvents("app_a", 0, 100)->empty())
+      << "an ordinary wrong code writes no event";
+  ASSERT_EQ(store_->RecordCheck("app_a", "ver_1", "hash", now_)->status, kApproved);
+  auto approved = EventsOf("app_a", "verification.approved");
+  ASSERT_EQ(approved.size(), 1u);
+  const Event& e = approved[0];
+  EXPECT_EQ(e.state, kEventPending);
+  EXPECT_EQ(e.created_at, now_);
+  const auto data = nlohmann::json::parse(e.data_json);
+  EXPECT_EQ(data["id"], "ver_1");
+  EXPECT_EQ(data["status"], "approved");
+  EXPECT_EQ(data["to"], "+********5678");
+  EXPECT_EQ(data["workflow"][1]["to"], "a***@example.com");
+  EXPECT_EQ(data["metadata"]["order"], "A-17");
+  EXPECT_EQ(data["check_count"], 2);
+  for (const char* leak : {"306912345678", "hash", "sealed", "a@example.com"}) {
+    EXPECT_EQ(e.data_json.find(leak), std::string::npos) << leak << " in " << e.data_json;
+  }
+}
+
+TEST_P(WebhookStoreTest, EachWayOutOfPendingWritesItsEvent) {
+  Start("ver_c", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_c", now_)->applied);
+  EXPECT_FALSE(store_->Cancel("app_a", "ver_c", now_)->applied);
+  EXPECT_EQ(EventsOf("app_a", "verification.canceled").size(), 1u);
+
+  Verification m = Start("ver_m", now_);
+  for (int i = 0; i < m.max_checks; ++i) (void)store_->RecordCheck("app_a", "ver_m", "x", now_);
+  EXPECT_EQ(EventsOf("app_a", "verification.max_checks_reached").size(), 1u);
+
+  // Expiry: on the way of a check, by ExpireIfDue, and by the sweep.
+  Verification e1 = Start("ver_e1", now_);
+  EXPECT_FALSE(store_->RecordCheck("app_a", "ver_e1", "hash", e1.expires_at)->applied);
+  Start("ver_e2", now_);
+  ASSERT_TRUE(store_->ExpireIfDue("app_a", "ver_e2", e1.expires_at)->applied);
+  Start("ver_e3", now_);
+  Start("ver_e4", now_ + seconds(100));
+  EXPECT_EQ(*store_->ExpireOverdue(now_, e1.expires_at, 10), 1);  // e3; e4 is not due
+  EXPECT_EQ(*store_->ExpireOverdue(now_, e1.expires_at, 10), 0);
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_e3")->status, kExpired);
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_e4")->status, kPending);
+  auto expired = EventsOf("app_a", "verification.expired");
+  ASSERT_EQ(expired.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(expired[2].data_json)["id"], "ver_e3");
+
+  // Delivery results: delivery.updated per recorded send; the last step failing
+  // with nothing sent is verification.undeliverable.
+  Start("ver_u", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_e4", now_).ok());  // drop its job
+  auto jobs = store_->ClaimJobs(now_, now_ + seconds(60), 10);
+  ASSERT_EQ(jobs->size(), 1u);
+  JobOutcome o;
+  o.job = jobs->at(0);
+  o.provider = "p";
+  o.delivery_status = kDeliveryFailed;
+  o.error = "refused";
+  o.at = now_;
+  o.undeliverable = true;
+  ASSERT_TRUE(store_->FinishJob(o).ok());
+  auto updated = EventsOf("app_a", "delivery.updated");
+  ASSERT_EQ(updated.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(updated[0].data_json)["deliveries"][0]["status"], "failed");
+  EXPECT_EQ(EventsOf("app_a", "verification.undeliverable").size(), 1u);
+}
+
+TEST_P(WebhookStoreTest, EventsOfAppsWithoutAnEnabledWebhookAreSkipped) {
+  Verification v = MakeVerification("ver_b", "app_b", now_);
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->Cancel("app_b", "ver_b", now_)->applied);
+  auto events = store_->ListEvents("app_b", 0, 10);
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].state, kEventSkipped);
+  // An event written while the URL was set, due after it was removed: skipped at the claim.
+  Start("ver_a", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_a", now_)->applied);
+  App a = *store_->GetApp("app_a");
+  a.settings.webhook_url.clear();
+  ASSERT_TRUE(store_->UpdateApp(a).ok());
+  EXPECT_TRUE(store_->ClaimWebhookEvents(now_, now_ + seconds(60), 10)->empty());
+  EXPECT_EQ(EventsOf("app_a", "verification.canceled")[0].state, kEventSkipped);
+  EXPECT_FALSE(store_->NextWebhookDue()->has_value());
+}
+
+TEST_P(Sec27StoreTest, OutboxClaimIsLeasedRetriedAndFinishedOnce) {
+  Start("ver_1", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_1", now_)->applied);
+  EXPECT_EQ(*store_->NextWebhookDue(), now_);
+  auto claimed = store_->ClaimWebhookEvents(now_, now_ + seconds(60), 10);
+  ASSERT_EQ(claimed->size(), 1u);
+  const WebhookJob job = claimed->at(0);
+  EXPECT_EQ(job.url, "https://hooks.example.com/otpd");
+  EXPECT_EQ(job.secret, "whsec_x");
+  EXPECT_EQ(job.event.type, "verification.canceled");
+  EXPECT_EQ(job.event.attempts, 1);
+  // Leased: nobody else takes it until the lease ends (a crashed sender's comes back).
+  EXPECT_TRUE(store_->ClaimWebhookEvents(now_ + seconds(59), now_ + seconds(119), 10)->empty());
+  EXPECT_EQ(*store_->NextWebhookDue(), now_ + seconds(60));
+  auto again = store_->ClaimWebhookEvents(now_ + seconds(60), now_ + seconds(120), 10);
+  ASSERT_EQ(again->size(), 1u);
+  EXPECT_EQ(again->at(0).event.attempts, 2);
+
+  // The first sender's late outcome is ignored; the current one's counts.
+  WebhookOutcome stale{job.event.id, 1, kEventDelivered, {}, 200, "", false, now_ + seconds(61)};
+  EXPECT_FALSE(*store_->FinishWebhookEvent(stale));
+  WebhookOutcome retry{job.event.id, 2,          kEventPending, now_ + seconds(300),
+                       500,          "HTTP 500", false,         now_ + seconds(61)};
+  EXPECT_TRUE(*store_->FinishWebhookEvent(retry));
+  EXPECT_FALSE(*store_->FinishWebhookEvent(retry)) << "a try is finished once";
+  auto e = EventsOf("app_a", "verification.canceled")[0];
+  EXPECT_EQ(e.state, kEventPending);
+  EXPECT_EQ(e.last_status, 500);
+  EXPECT_EQ(e.last_error, "HTTP 500");
+  EXPECT_TRUE(store_->ClaimWebhookEvents(now_ + seconds(299), now_ + seconds(400), 10)->empty());
+  auto third = store_->ClaimWebhookEvents(now_ + seconds(300), now_ + seconds(360), 10);
+  ASSERT_EQ(third->size(), 1u);
+  EXPECT_EQ(third->at(0).event.attempts, 3);
+  WebhookOutcome ok{job.event.id, 3, kEventDelivered, {}, 204, "", false, now_ + seconds(301)};
+  EXPECT_TRUE(*store_->FinishWebhookEvent(ok));
+  EXPECT_EQ(EventsOf("app_a", "verification.canceled")[0].state, kEventDelivered);
+  EXPECT_TRUE(store_->ClaimWebhookEvents(now_ + seconds(9999), now_ + seconds(99999), 10)->empty());
+  EXPECT_FALSE(store_->NextWebhookDue()->has_value());
+}
+
+TEST_P(Sec27StoreTest, GivingUpIsRecorded) {
+  Start("ver_1", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_1", now_)->applied);
+  auto claimed = store_->ClaimWebhookEvents(now_, now_ + seconds(60), 10);
+  ASSERT_EQ(claimed->size(), 1u);
+  WebhookOutcome gave_up{
+      claimed->at(0).event.id, 1, kEventFailed, {}, 503, "HTTP 503", false, now_};
+  EXPECT_TRUE(*store_->FinishWebhookEvent(gave_up));
+  auto e = EventsOf("app_a", "verification.canceled")[0];
+  EXPECT_EQ(e.state, kEventFailed);
+  EXPECT_EQ(e.last_status, 503);
+  EXPECT_TRUE(
+      store_->ClaimWebhookEvents(now_ + seconds(99999), now_ + seconds(999999), 10)->empty());
+}
+
+TEST_P(Sec27StoreTest, GoneDisablesTheEndpointUntilEnabledAgain) {
+  Start("ver_1", now_);
+  Start("ver_2", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_1", now_)->applied);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_2", now_ + seconds(1))->applied);
+  auto claimed = store_->ClaimWebhookEvents(now_, now_ + seconds(60), 1);
+  ASSERT_EQ(claimed->size(), 1u);
+  WebhookOutcome gone{claimed->at(0).event.id, 1,    kEventFailed,     {}, 410,
+                      "HTTP 410 Gone",         true, now_ + seconds(2)};
+  EXPECT_TRUE(*store_->FinishWebhookEvent(gone));
+  App a = *store_->GetApp("app_a");
+  ASSERT_TRUE(a.webhook_disabled_at.has_value());
+  EXPECT_EQ(*a.webhook_disabled_at, now_ + seconds(2));
+  EXPECT_EQ(a.webhook_disabled_reason, "HTTP 410 Gone");
+  // The other pending event is given up, new ones are not queued.
+  for (const Event& e : EventsOf("app_a", "verification.canceled"))
+    EXPECT_EQ(e.state, kEventFailed);
+  Start("ver_3", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_3", now_ + seconds(3))->applied);
+  EXPECT_EQ(EventsOf("app_a", "verification.canceled").back().state, kEventSkipped);
+  EXPECT_TRUE(store_->ClaimWebhookEvents(now_ + seconds(9), now_ + seconds(60), 10)->empty());
+  // An update of the app (UpdateApp) does not enable it; EnableWebhook does.
+  ASSERT_TRUE(store_->UpdateApp(a).ok());
+  EXPECT_TRUE(store_->GetApp("app_a")->webhook_disabled_at.has_value());
+  ASSERT_TRUE(store_->EnableWebhook("app_a").ok());
+  EXPECT_FALSE(store_->GetApp("app_a")->webhook_disabled_at.has_value());
+  EXPECT_EQ(store_->EnableWebhook("app_nope").code(), otp::StatusCode::kNotFound);
+  Start("ver_4", now_);
+  ASSERT_TRUE(store_->Cancel("app_a", "ver_4", now_ + seconds(4))->applied);
+  EXPECT_EQ(store_->ClaimWebhookEvents(now_ + seconds(9), now_ + seconds(60), 10)->size(), 1u);
+}
+
+TEST_P(Sec32StoreTest, EveryVerificationDecisionIsAuditedWithTheRecipientMasked) {
+  Verification v = Start("ver_1", now_);
+  Delivery d = v.deliveries[0];
+  Job j = FirstJob(v, now_);
+  j.advance = false;
+  (void)store_->RecordResend("app_a", "ver_1", 30, d, j, now_ + seconds(1));   // cooldown
+  (void)store_->RecordResend("app_a", "ver_1", 30, d, j, now_ + seconds(31));  // queued
+  (void)store_->RecordCheck("app_a", "ver_1", "wrong", now_ + seconds(32));
+  (void)store_->RecordCheck("app_a", "ver_1", "hash", now_ + seconds(33));
+  (void)store_->RecordCheck("app_a", "ver_1", "hash", now_ + seconds(34));  // not pending
+  (void)store_->Cancel("app_a", "ver_1", now_ + seconds(35));
+  Start("ver_2", now_);
+  (void)store_->Cancel("app_a", "ver_2", now_ + seconds(36));
+  Start("ver_3", now_);
+  (void)store_->ExpireOverdue(now_, v.expires_at, 10);
+
+  std::vector<std::string> seen;
+  const auto audit = store_->ListAudit("app_a", 100);
+  for (const AuditEntry& a : *audit) {
+    seen.push_back(a.action + " " + a.subject + " " + a.result + " | " + a.actor + " | " +
+                   a.detail);
+    EXPECT_EQ(a.detail.find("306912345678"), std::string::npos) << a.detail;
+    EXPECT_EQ(a.detail.find("hash"), std::string::npos) << a.detail;
+  }
+  const std::string to = "to +********5678";
+  const std::vector<std::string> want = {
+      "verification.start ver_1 started | api | " + to + ", channel sms",
+      "verification.resend ver_1 refused: cooldown | api | " + to,
+      "verification.resend ver_1 queued | api | " + to + ", channel sms",
+      "verification.check ver_1 invalid | api | " + to,
+      "verification.check ver_1 valid | api | " + to,
+      "verification.check ver_1 refused: approved | api | " + to,
+      "verification.cancel ver_1 refused: approved | api | " + to,
+      "verification.start ver_2 started | api | " + to + ", channel sms",
+      "verification.cancel ver_2 canceled | api | " + to,
+      "verification.start ver_3 started | api | " + to + ", channel sms",
+      "verification.expire ver_3 expired | otpd | " + to,
+  };
+  EXPECT_EQ(seen, want);
+  // A check of an unknown id changes nothing and writes nothing.
+  auto t = store_->RecordCheck("app_a", "ver_nope", "hash", now_);
+  EXPECT_EQ(t.status().code(), otp::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListAudit("app_a", 100)->size(), want.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, WebhookStoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec27StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec31StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec32StoreTest, ::testing::Values("sqlite", "memory"));
 
 TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
   const std::string path = TempDbPath();

@@ -118,6 +118,8 @@ class MemoryStore final : public Store {
       job.delivery_id = AddDelivery(v.id, d);
       AddJob(job);
     }
+    AddAudit(VerificationAudit(v.app_id, "api", "verification.start", v.id, "started", v.to,
+                               v.created_at, "channel " + v.channel));
     return Status::Ok();
   }
 
@@ -153,7 +155,12 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     Verification* v = Find(app_id, id);
     if (v == nullptr) return otp::NotFound("no such verification");
-    if (!PendingAt(*v, now)) return Refusal(*v, now);
+    if (!PendingAt(*v, now)) {
+      Transition t = Refusal(*v, now);
+      AddAudit(VerificationAudit(app_id, "api", "verification.check", id, "refused: " + t.status,
+                                 v->to, now));
+      return t;
+    }
     const bool correct = otp::ConstantTimeEqual(v->code_hash, code_hash);
     ++v->check_count;
     if (correct) {
@@ -162,10 +169,15 @@ class MemoryStore final : public Store {
       v->status = kMaxChecksReached;
     }
     v->updated_at = now;
-    if (v->status != kPending) LeavePending(*v, now);
     Transition t = Applied(*v);
     t.correct = correct;
     t.channel = v->channel;
+    AddAudit(
+        VerificationAudit(app_id, "api", "verification.check", id, CheckResult(t), v->to, now));
+    if (v->status != kPending) {
+      LeavePending(*v, now);
+      AddVerificationEvent(*v, "verification." + v->status, now);
+    }
     return t;
   }
 
@@ -175,17 +187,27 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     Verification* v = Find(app_id, id);
     if (v == nullptr) return otp::NotFound("no such verification");
-    if (!PendingAt(*v, now)) return Refusal(*v, now);
+    auto refused = [&](const std::string& why) {
+      AddAudit(VerificationAudit(app_id, "api", "verification.resend", id, "refused: " + why, v->to,
+                                 now));
+    };
+    if (!PendingAt(*v, now)) {
+      Transition t = Refusal(*v, now);
+      refused(t.status);
+      return t;
+    }
     Transition t = Applied(*v);
     t.last_sent_at = v->last_sent_at;
     if (v->send_count >= v->max_sends) {
       t.applied = false;
       t.refusal = Transition::Refusal::kMaxSends;
+      refused("max_sends");
       return t;
     }
     if (v->last_sent_at > now - std::chrono::seconds(cooldown_s)) {
       t.applied = false;
       t.refusal = Transition::Refusal::kCooldown;
+      refused("cooldown");
       return t;
     }
     ++v->send_count;
@@ -195,6 +217,8 @@ class MemoryStore final : public Store {
     Job j = job;
     j.delivery_id = AddDelivery(v->id, delivery);
     AddJob(j);
+    AddAudit(VerificationAudit(app_id, "api", "verification.resend", id, "queued", v->to, now,
+                               "channel " + delivery.channel));
     t = Applied(*v);
     t.last_sent_at = now;
     return t;
@@ -204,10 +228,17 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     Verification* v = Find(app_id, id);
     if (v == nullptr) return otp::NotFound("no such verification");
-    if (!PendingAt(*v, now)) return Refusal(*v, now);
+    if (!PendingAt(*v, now)) {
+      Transition t = Refusal(*v, now);
+      AddAudit(VerificationAudit(app_id, "api", "verification.cancel", id, "refused: " + t.status,
+                                 v->to, now));
+      return t;
+    }
     v->status = kCanceled;
     v->updated_at = now;
     LeavePending(*v, now);
+    AddAudit(VerificationAudit(app_id, "api", "verification.cancel", id, kCanceled, v->to, now));
+    AddVerificationEvent(*v, "verification.canceled", now);
     return Applied(*v);
   }
 
@@ -217,9 +248,7 @@ class MemoryStore final : public Store {
     Verification* v = Find(app_id, id);
     if (v == nullptr) return otp::NotFound("no such verification");
     if (v->status == kPending && v->expires_at <= now) {
-      v->status = kExpired;
-      v->updated_at = now;
-      LeavePending(*v, now);
+      ExpireNow(*v, now);
       return Applied(*v);
     }
     Transition t = Applied(*v);
@@ -305,10 +334,12 @@ class MemoryStore final : public Store {
       j.delivery_id = AddDelivery(v.id, *o.next_delivery);
       AddJob(j);
     }
+    if (o.delivery_status != kDeliveryCanceled) AddVerificationEvent(v, "delivery.updated", o.at);
     if (o.undeliverable && v.status == kPending) {
       v.status = kUndeliverable;
       v.updated_at = o.at;
       LeavePending(v, o.at);
+      AddVerificationEvent(v, "verification.undeliverable", o.at);
     }
     // A report that arrived before the send was recorded.
     if (o.delivery_status == kDeliverySent && !o.provider_message_id.empty()) {
@@ -536,6 +567,104 @@ class MemoryStore final : public Store {
     return out;
   }
 
+  Result<std::vector<WebhookJob>> ClaimWebhookEvents(TimePoint now, TimePoint lease_until,
+                                                     int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::size_t> due;
+    for (std::size_t i = 0; i < events_.size(); ++i) {
+      Event& e = events_[i];
+      if (e.state != kEventPending || e.next_attempt_at > now || lease_until_[e.id] > now) continue;
+      if (!WebhookEnabled(e.app_id)) {
+        e.state = kEventSkipped;
+        e.last_error = "the app has no enabled webhook";
+        continue;
+      }
+      due.push_back(i);
+    }
+    std::stable_sort(due.begin(), due.end(), [&](std::size_t a, std::size_t b) {
+      return events_[a].next_attempt_at < events_[b].next_attempt_at;
+    });
+    std::vector<WebhookJob> out;
+    for (std::size_t i : due) {
+      if (static_cast<int>(out.size()) >= limit) break;
+      Event& e = events_[i];
+      ++e.attempts;
+      lease_until_[e.id] = lease_until;
+      const App& app = apps_.at(e.app_id);
+      out.push_back(WebhookJob{e, app.settings.webhook_url, app.webhook_secret});
+    }
+    return out;
+  }
+
+  Result<std::optional<TimePoint>> NextWebhookDue() override {
+    std::lock_guard lock(mu_);
+    std::optional<TimePoint> next;
+    for (const Event& e : events_) {
+      if (e.state != kEventPending) continue;
+      const TimePoint t = std::max(e.next_attempt_at, lease_until_[e.id]);
+      if (!next || t < *next) next = t;
+    }
+    return next;
+  }
+
+  Result<bool> FinishWebhookEvent(const WebhookOutcome& o) override {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(events_.begin(), events_.end(),
+                           [&](const Event& e) { return e.id == o.event_id; });
+    if (it == events_.end() || it->state != kEventPending || it->attempts != o.attempt ||
+        lease_until_[it->id] == TimePoint()) {
+      return false;
+    }
+    it->state = o.state;
+    it->next_attempt_at = o.next_attempt_at;
+    it->last_status = o.http_status;
+    it->last_error = o.error;
+    lease_until_[it->id] = TimePoint();
+    if (o.disable_endpoint) {
+      const std::string app_id = it->app_id;
+      auto app = apps_.find(app_id);
+      if (app != apps_.end() && !app->second.webhook_disabled_at) {
+        app->second.webhook_disabled_at = o.at;
+        app->second.webhook_disabled_reason = o.error;
+      }
+      for (Event& e : events_) {
+        if (e.app_id == app_id && e.state == kEventPending) {
+          e.state = kEventFailed;
+          e.last_error = "the endpoint was disabled";
+          lease_until_[e.id] = TimePoint();
+        }
+      }
+    }
+    return true;
+  }
+
+  Status EnableWebhook(std::string_view app_id) override {
+    std::lock_guard lock(mu_);
+    auto it = apps_.find(std::string(app_id));
+    if (it == apps_.end()) return otp::NotFound("no such app");
+    it->second.webhook_disabled_at.reset();
+    it->second.webhook_disabled_reason.clear();
+    return Status::Ok();
+  }
+
+  Result<int> ExpireOverdue(TimePoint since, TimePoint now, int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<Verification*> due;
+    for (auto& [id, v] : verifications_) {
+      if (v.status == kPending && v.expires_at > since && v.expires_at <= now) due.push_back(&v);
+    }
+    std::sort(due.begin(), due.end(), [](const Verification* a, const Verification* b) {
+      return a->expires_at < b->expires_at;
+    });
+    int expired = 0;
+    for (Verification* v : due) {
+      if (expired >= limit) break;
+      ExpireNow(*v, now);
+      ++expired;
+    }
+    return expired;
+  }
+
   Status AppendAudit(const AuditEntry& entry) override {
     std::lock_guard lock(mu_);
     AddAudit(entry);
@@ -692,9 +821,24 @@ class MemoryStore final : public Store {
     audit_.push_back(std::move(e));
   }
 
+  // Pending when the app has an enabled webhook_url, else skipped (as SQLite).
   void AddEvent(const std::string& app_id, const std::string& type, const std::string& data,
                 TimePoint at) {
-    events_.push_back(Event{++next_event_id_, app_id, type, data, at});
+    Event e;
+    e.id = ++next_event_id_;
+    e.app_id = app_id;
+    e.type = type;
+    e.data_json = data;
+    e.created_at = at;
+    e.next_attempt_at = at;
+    e.state = WebhookEnabled(app_id) ? kEventPending : kEventSkipped;
+    events_.push_back(std::move(e));
+  }
+
+  bool WebhookEnabled(const std::string& app_id) const {
+    auto it = apps_.find(app_id);
+    return it != apps_.end() && !it->second.settings.webhook_url.empty() &&
+           !it->second.webhook_disabled_at;
   }
 
   struct StoredJob {
@@ -721,11 +865,7 @@ class MemoryStore final : public Store {
 
   // Not pending (expiring an overdue one on the way).
   Transition Refusal(Verification& v, TimePoint now) {
-    if (v.status == kPending && v.expires_at <= now) {
-      v.status = kExpired;
-      v.updated_at = now;
-      LeavePending(v, now);
-    }
+    if (v.status == kPending && v.expires_at <= now) ExpireNow(v, now);
     Transition t = Applied(v);
     t.applied = false;
     t.refusal = Transition::Refusal::kNotPending;
@@ -744,8 +884,9 @@ class MemoryStore final : public Store {
     d.status = r.status;
     d.updated_at = now;
     out.applied = true;
-    if (r.status == kDeliveryDelivered) return out;
     Verification& v = verifications_.at(out.verification_id);
+    AddVerificationEvent(v, "delivery.updated", now);
+    if (r.status == kDeliveryDelivered) return out;
     if (v.status != kPending) return out;
     bool moved = false;
     for (auto& [jid, sj] : jobs_) {
@@ -765,9 +906,23 @@ class MemoryStore final : public Store {
       v.status = kUndeliverable;
       v.updated_at = now;
       LeavePending(v, now);
+      AddVerificationEvent(v, "verification.undeliverable", now);
       out.undeliverable = true;
     }
     return out;
+  }
+
+  // Pending → expired, with its audit row and event.
+  void ExpireNow(Verification& v, TimePoint now) {
+    v.status = kExpired;
+    v.updated_at = now;
+    LeavePending(v, now);
+    AddAudit(VerificationAudit(v.app_id, "otpd", "verification.expire", v.id, kExpired, v.to, now));
+    AddVerificationEvent(v, "verification.expired", now);
+  }
+
+  void AddVerificationEvent(const Verification& v, const std::string& type, TimePoint at) {
+    AddEvent(v.app_id, type, VerificationEventJson(WithDeliveries(v)), at);
   }
 
   void LeavePending(Verification& v, TimePoint now) {
@@ -839,6 +994,7 @@ class MemoryStore final : public Store {
   std::map<std::pair<std::string, std::string>, std::vector<RecoveryCode>> recovery_;
   std::map<std::pair<std::string, std::string>, ThrottleState> throttles_;
   std::vector<Event> events_;
+  std::map<std::int64_t, TimePoint> lease_until_;  // by event id
   std::int64_t next_event_id_ = 0;
   std::vector<AuditEntry> audit_;
   std::map<std::string, HardwareToken> tokens_;

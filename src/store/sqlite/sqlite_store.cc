@@ -223,7 +223,40 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
 )sql",
+    // 4: the webhook outbox (state, tries, lease, last answer), endpoints
+    // disabled by a 410, and the expiry sweep's index.
+    R"sql(
+ALTER TABLE events ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN next_attempt_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN last_status INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+CREATE INDEX events_due ON events(next_attempt_at) WHERE state = 'pending';
+ALTER TABLE apps ADD COLUMN webhook_disabled_at INTEGER;
+ALTER TABLE apps ADD COLUMN webhook_disabled_reason TEXT NOT NULL DEFAULT '';
+CREATE INDEX verifications_by_expiry ON verifications(expires_at);
+)sql",
 };
+
+constexpr const char* kEventColumns =
+    "id, app_id, type, data, created_at, state, attempts, next_attempt_at, last_status, "
+    "last_error";
+
+Event ReadEvent(Stmt& s) {
+  Event e;
+  e.id = s.Int(0);
+  e.app_id = s.Text(1);
+  e.type = s.Text(2);
+  e.data_json = s.Text(3);
+  e.created_at = At(s.Int(4));
+  e.state = s.Text(5);
+  e.attempts = static_cast<int>(s.Int(6));
+  e.next_attempt_at = At(s.Int(7));
+  e.last_status = static_cast<int>(s.Int(8));
+  e.last_error = s.Text(9);
+  return e;
+}
 
 constexpr const char* kFactorColumns =
     "id, app_id, user_id, type, status, secret_sealed, algorithm, digits, period, counter, "
@@ -284,8 +317,9 @@ constexpr const char* kVerificationColumns =
     "metadata, expires_at, created_at, updated_at, last_sent_at";
 
 // The columns ReadApp reads, in its order.
-#define OTPD_APP_COLUMNS(t) \
-  t "id, " t "name, " t "settings, " t "webhook_secret, " t "created_at, " t "updated_at"
+#define OTPD_APP_COLUMNS(t)                                                                   \
+  t "id, " t "name, " t "settings, " t "webhook_secret, " t "created_at, " t "updated_at, " t \
+    "webhook_disabled_at, " t "webhook_disabled_reason"
 
 Verification ReadVerification(Stmt& s) {
   Verification v;
@@ -333,6 +367,8 @@ App ReadApp(Stmt& s) {
   a.webhook_secret = s.Text(3);
   a.created_at = At(s.Int(4));
   a.updated_at = At(s.Int(5));
+  if (!s.IsNull(6)) a.webhook_disabled_at = At(s.Int(6));
+  a.webhook_disabled_reason = s.Text(7);
   return a;
 }
 
@@ -560,6 +596,8 @@ class SqliteStore final : public Store {
         job.delivery_id = delivery_id;
         InsertJob(db, job);
       }
+      InsertAudit(db, VerificationAudit(v.app_id, "api", "verification.start", v.id, "started",
+                                        v.to, v.created_at, "channel " + v.channel));
       return Status::Ok();
     });
   }
@@ -625,18 +663,24 @@ class SqliteStore final : public Store {
           "channel = ?2, updated_at = ?1 "
           "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?1 "
           "AND send_count < max_sends AND last_sent_at <= ?5 "
-          "RETURNING status, check_count, send_count, last_sent_at");
+          "RETURNING status, check_count, send_count, last_sent_at, recipient");
       s.BindAll(Ms(now), delivery.channel, id, app_id, Ms(now) - cooldown_s * 1000LL);
       if (s.Step()) {
         const TimePoint sent_at = At(s.Int(3));
+        const std::string recipient = s.Text(4);
         Transition t = AppliedFromRow(s);
         t.last_sent_at = sent_at;
         Job j = job;
         j.delivery_id = InsertDelivery(db, id, delivery);
         InsertJob(db, j);
+        InsertAudit(db, VerificationAudit(app_id, "api", "verification.resend", id, "queued",
+                                          recipient, now, "channel " + delivery.channel));
         return t;
       }
       Result<Transition> r = Refused(db, app_id, id, now);
+      if (r.ok() && r->refusal != Transition::Refusal::kNone) {
+        AuditRefusal(db, app_id, id, "verification.resend", r->status, now);
+      }
       if (!r.ok() || r->refusal != Transition::Refusal::kNone) return r;
       Stmt c =
           db.Prepare("SELECT send_count, max_sends, last_sent_at FROM verifications WHERE id = ?");
@@ -646,17 +690,21 @@ class SqliteStore final : public Store {
       t.last_sent_at = At(c.Int(2));
       t.refusal =
           c.Int(0) >= c.Int(1) ? Transition::Refusal::kMaxSends : Transition::Refusal::kCooldown;
+      Drain(c);
+      AuditRefusal(db, app_id, id, "verification.resend",
+                   t.refusal == Transition::Refusal::kMaxSends ? "max_sends" : "cooldown", now);
       return t;
     });
   }
 
   Result<Transition> Cancel(std::string_view app_id, std::string_view id, TimePoint now) override {
-    return SetStatusIf(app_id, id, now, kCanceled, "expires_at > ?2");
+    return SetStatusIf(app_id, id, now, kCanceled, "expires_at > ?2", "api", "verification.cancel");
   }
 
   Result<Transition> ExpireIfDue(std::string_view app_id, std::string_view id,
                                  TimePoint now) override {
-    return SetStatusIf(app_id, id, now, kExpired, "expires_at <= ?2");
+    return SetStatusIf(app_id, id, now, kExpired, "expires_at <= ?2", "otpd",
+                       "verification.expire");
   }
 
   Result<std::vector<Job>> ClaimJobs(TimePoint now, TimePoint lease_until, int limit) override {
@@ -758,13 +806,19 @@ class SqliteStore final : public Store {
           InsertJob(db, j);
         }
       }
+      if (o.delivery_status != kDeliveryCanceled) {
+        InsertVerificationEvent(db, o.job.verification_id, "delivery.updated", o.at);
+      }
       if (o.undeliverable) {
         const int n = db.Prepare(
                             "UPDATE verifications SET status = 'undeliverable', updated_at = ?1 "
                             "WHERE id = ?2 AND status = 'pending'")
                           .BindAll(Ms(o.at), o.job.verification_id)
                           .Exec();
-        if (n == 1) LeavePending(db, o.job.verification_id, o.at);
+        if (n == 1) {
+          LeavePending(db, o.job.verification_id, o.at);
+          InsertVerificationEvent(db, o.job.verification_id, "verification.undeliverable", o.at);
+        }
       }
       if (o.delivery_status == kDeliverySent && !o.provider_message_id.empty()) {
         // A report that arrived before this send was recorded.
@@ -1043,14 +1097,134 @@ class SqliteStore final : public Store {
                                         int limit) override {
     using R = std::vector<Event>;
     return Read<R>([&](Db& db) -> Result<R> {
-      Stmt s = db.Prepare(
-          "SELECT id, app_id, type, data, created_at FROM events "
-          "WHERE id > ?1 AND (?2 = '' OR app_id = ?2) ORDER BY id LIMIT ?3");
+      Stmt s = db.Prepare(std::string("SELECT ") + kEventColumns +
+                          " FROM events WHERE id > ?1 AND (?2 = '' OR app_id = ?2) "
+                          "ORDER BY id LIMIT ?3");
       s.BindAll(after_id, app_id, limit);
       R out;
-      while (s.Step())
-        out.push_back(Event{s.Int(0), s.Text(1), s.Text(2), s.Text(3), At(s.Int(4))});
+      while (s.Step()) out.push_back(ReadEvent(s));
       return out;
+    });
+  }
+
+  Result<std::vector<WebhookJob>> ClaimWebhookEvents(TimePoint now, TimePoint lease_until,
+                                                     int limit) override {
+    using R = std::vector<WebhookJob>;
+    return WriteResult<R>([&](Db& db) -> Result<R> {
+      // Due events whose app has no enabled webhook (any more) are not sent.
+      db.Prepare(
+            "UPDATE events SET state = 'skipped', last_error = 'the app has no enabled webhook' "
+            "WHERE id IN (SELECT e.id FROM events e LEFT JOIN apps a ON a.id = e.app_id "
+            "  WHERE e.state = 'pending' AND e.next_attempt_at <= ?1 AND e.lease_until <= ?1 "
+            "  AND (a.id IS NULL OR a.webhook_disabled_at IS NOT NULL OR "
+            "       COALESCE(json_extract(a.settings, '$.webhook_url'), '') = '') LIMIT 1000)")
+          .Bind(1, Ms(now))
+          .Exec();
+      Stmt s = db.Prepare(std::string("UPDATE events SET lease_until = ?1, attempts = attempts + 1 "
+                                      "WHERE id IN (SELECT id FROM events WHERE state = 'pending' "
+                                      "  AND next_attempt_at <= ?2 AND lease_until <= ?2 "
+                                      "  ORDER BY next_attempt_at LIMIT ?3) RETURNING ") +
+                          kEventColumns);
+      s.BindAll(Ms(lease_until), Ms(now), limit);
+      R out;
+      while (s.Step()) out.push_back(WebhookJob{ReadEvent(s), "", ""});
+      for (WebhookJob& job : out) {
+        Stmt a = db.Prepare(
+            "SELECT COALESCE(json_extract(settings, '$.webhook_url'), ''), webhook_secret "
+            "FROM apps WHERE id = ?");
+        a.Bind(1, job.event.app_id);
+        if (a.Step()) {
+          job.url = a.Text(0);
+          job.secret = a.Text(1);
+        }
+        Drain(a);
+      }
+      return out;
+    });
+  }
+
+  Result<std::optional<TimePoint>> NextWebhookDue() override {
+    using R = std::optional<TimePoint>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM events WHERE state = 'pending'");
+      if (!s.Step() || s.IsNull(0)) return R();
+      return R(At(s.Int(0)));
+    });
+  }
+
+  Result<bool> FinishWebhookEvent(const WebhookOutcome& o) override {
+    return WriteResult<bool>([&](Db& db) -> Result<bool> {
+      const int n = db.Prepare(
+                          "UPDATE events SET state = ?1, next_attempt_at = ?2, lease_until = 0, "
+                          "last_status = ?3, last_error = ?4 "
+                          "WHERE id = ?5 AND attempts = ?6 AND state = 'pending' "
+                          "AND lease_until <> 0")
+                        .BindAll(o.state, Ms(o.next_attempt_at), o.http_status, o.error, o.event_id,
+                                 o.attempt)
+                        .Exec();
+      if (n == 0) return false;
+      if (o.disable_endpoint) {
+        Stmt s = db.Prepare("SELECT app_id FROM events WHERE id = ?");
+        s.Bind(1, o.event_id);
+        s.Step();
+        const std::string app_id = s.Text(0);
+        Drain(s);
+        db.Prepare(
+              "UPDATE apps SET webhook_disabled_at = ?1, webhook_disabled_reason = ?2 "
+              "WHERE id = ?3 AND webhook_disabled_at IS NULL")
+            .BindAll(Ms(o.at), o.error, app_id)
+            .Exec();
+        db.Prepare(
+              "UPDATE events SET state = 'failed', lease_until = 0, "
+              "last_error = 'the endpoint was disabled' WHERE app_id = ? AND state = 'pending'")
+            .Bind(1, app_id)
+            .Exec();
+      }
+      return true;
+    });
+  }
+
+  Status EnableWebhook(std::string_view app_id) override {
+    return Write([&](Db& db) -> Status {
+      const int n =
+          db.Prepare(
+                "UPDATE apps SET webhook_disabled_at = NULL, webhook_disabled_reason = '' "
+                "WHERE id = ?")
+              .Bind(1, app_id)
+              .Exec();
+      return n == 1 ? Status::Ok() : otp::NotFound("no such app");
+    });
+  }
+
+  Result<int> ExpireOverdue(TimePoint since, TimePoint now, int limit) override {
+    // A read first, so that a sweep with nothing to do writes (and syncs) nothing.
+    auto due = Read<std::vector<std::string>>([&](Db& db) -> Result<std::vector<std::string>> {
+      Stmt s = db.Prepare(
+          "SELECT id FROM verifications WHERE expires_at > ?1 AND expires_at <= ?2 "
+          "AND status = 'pending' ORDER BY expires_at LIMIT ?3");
+      s.BindAll(Ms(since), Ms(now), limit);
+      std::vector<std::string> ids;
+      while (s.Step()) ids.push_back(s.Text(0));
+      return ids;
+    });
+    if (!due.ok()) return due.status();
+    if (due->empty()) return 0;
+    return WriteResult<int>([&](Db& db) -> Result<int> {
+      int expired = 0;
+      for (const std::string& id : *due) {
+        Stmt s = db.Prepare(
+            "UPDATE verifications SET status = 'expired', updated_at = ?1 "
+            "WHERE id = ?2 AND status = 'pending' AND expires_at <= ?1 RETURNING app_id");
+        s.BindAll(Ms(now), id);
+        if (!s.Step()) continue;
+        const std::string app_id = s.Text(0);
+        Drain(s);
+        LeavePending(db, id, now);
+        ExpiredOnTheWay(db, app_id, id, now);
+        ++expired;
+      }
+      return expired;
     });
   }
 
@@ -1287,11 +1461,60 @@ class SqliteStore final : public Store {
     InsertAudit(db, ChangeAudit(f.app_id, actor, "factor.delete", f.id, "user:" + f.user_id, now));
   }
 
+  // An event is pending (for the webhook sender) when its app has an enabled
+  // webhook_url, else skipped from the start.
   static void InsertEvent(Db& db, std::string_view app_id, std::string_view type,
                           const std::string& data, TimePoint at) {
-    db.Prepare("INSERT INTO events (app_id, type, data, created_at) VALUES (?, ?, ?, ?)")
+    db.Prepare(
+          "INSERT INTO events (app_id, type, data, created_at, state, next_attempt_at) "
+          "SELECT ?1, ?2, ?3, ?4, CASE WHEN COALESCE(json_extract(a.settings, '$.webhook_url'), "
+          "'') <> '' AND a.webhook_disabled_at IS NULL THEN 'pending' ELSE 'skipped' END, ?4 "
+          "FROM (SELECT 1) LEFT JOIN apps a ON a.id = ?1")
         .BindAll(app_id, type, data, Ms(at))
         .Exec();
+  }
+
+  // A verification.* or delivery.updated event: the verification as it is now
+  // in this transaction, recipients masked.
+  static void InsertVerificationEvent(Db& db, std::string_view id, const std::string& type,
+                                      TimePoint at) {
+    Stmt s = db.Prepare(std::string("SELECT ") + kVerificationColumns +
+                        " FROM verifications WHERE id = ?");
+    s.Bind(1, id);
+    if (!s.Step()) return;
+    Verification v = ReadVerification(s);
+    Drain(s);
+    LoadDeliveries(db, &v);
+    InsertEvent(db, v.app_id, type, VerificationEventJson(v), at);
+  }
+
+  // A refused decision on a verification (check, resend, cancel), audited with
+  // its recipient when there is one.
+  static void AuditRefusal(Db& db, std::string_view app_id, std::string_view id, const char* action,
+                           const std::string& why, TimePoint now) {
+    std::string recipient;
+    {
+      Stmt s = db.Prepare("SELECT recipient FROM verifications WHERE id = ? AND app_id = ?");
+      s.BindAll(id, app_id);
+      if (s.Step()) recipient = s.Text(0);
+      Drain(s);
+    }
+    InsertAudit(db,
+                VerificationAudit(app_id, "api", action, id, "refused: " + why, recipient, now));
+  }
+
+  // A pending verification found overdue on the way of another change.
+  static void ExpiredOnTheWay(Db& db, std::string_view app_id, std::string_view id, TimePoint now) {
+    std::string recipient;
+    {
+      Stmt s = db.Prepare("SELECT recipient FROM verifications WHERE id = ?");
+      s.Bind(1, id);
+      if (s.Step()) recipient = s.Text(0);
+      Drain(s);
+    }
+    InsertAudit(
+        db, VerificationAudit(app_id, "otpd", "verification.expire", id, kExpired, recipient, now));
+    InsertVerificationEvent(db, id, "verification.expired", now);
   }
 
   static void InsertAudit(Db& db, const AuditEntry& e) {
@@ -1340,10 +1563,14 @@ class SqliteStore final : public Store {
               "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2")
             .BindAll(code_hash, Ms(now), id, app_id)
             .Exec();
-    if (changed == 0) return Refused(db, app_id, id, now);
+    if (changed == 0) {
+      Result<Transition> r = Refused(db, app_id, id, now);
+      if (r.ok()) AuditRefusal(db, app_id, id, "verification.check", r->status, now);
+      return r;
+    }
     Stmt s = db.Prepare(
-        "SELECT status, check_count, send_count, max_checks, channel FROM verifications "
-        "WHERE id = ?");
+        "SELECT status, check_count, send_count, max_checks, channel, recipient FROM "
+        "verifications WHERE id = ?");
     s.BindAll(id);
     if (!s.Step()) return otp::Internal("a checked verification vanished");
     Transition t{true,
@@ -1355,9 +1582,17 @@ class SqliteStore final : public Store {
     t.correct = t.status == kApproved;
     t.max_checks = static_cast<int>(s.Int(3));
     t.channel = s.Text(4);
+    const std::string recipient = s.Text(5);
     while (s.Step()) {
     }
-    if (t.status != kPending) LeavePending(db, id, now);
+    // Every check is audited (one INSERT, a cached statement); an event only
+    // when the verification leaves pending.
+    InsertAudit(db, VerificationAudit(app_id, "api", "verification.check", id, CheckResult(t),
+                                      recipient, now));
+    if (t.status != kPending) {
+      LeavePending(db, id, now);
+      InsertVerificationEvent(db, id, "verification." + t.status, now);
+    }
     return t;
   }
 
@@ -1404,6 +1639,7 @@ class SqliteStore final : public Store {
                         "WHERE id = ? AND status = 'sent'")
                       .BindAll(r.status, Ms(now), id)
                       .Exec() == 1;
+    if (out.applied) InsertVerificationEvent(db, out.verification_id, "delivery.updated", now);
     if (!out.applied || r.status == kDeliveryDelivered || !pending) return out;
     out.next_step_fired =
         db.Prepare(
@@ -1421,6 +1657,7 @@ class SqliteStore final : public Store {
                         .Exec();
       if (n == 1) {
         LeavePending(db, out.verification_id, now);
+        InsertVerificationEvent(db, out.verification_id, "verification.undeliverable", now);
         out.undeliverable = true;
       }
     }
@@ -1464,24 +1701,35 @@ class SqliteStore final : public Store {
           .Exec();
       LeavePending(db, id, now);
       t.status = kExpired;
+      ExpiredOnTheWay(db, app_id, id, now);
     }
     if (t.status == kPending) t.refusal = Transition::Refusal::kNone;
     return t;
   }
 
+  // A conditional move out of pending (cancel, expiry), with its event and
+  // audit row; a cancel that does not apply is audited as refused.
   Result<Transition> SetStatusIf(std::string_view app_id, std::string_view id, TimePoint now,
-                                 const char* status, const char* condition) {
+                                 const char* status, const char* condition, const char* actor,
+                                 const char* action) {
     return WriteResult<Transition>([&](Db& db) -> Result<Transition> {
       Stmt s = db.Prepare(std::string("UPDATE verifications SET status = ?1, updated_at = ?2 "
                                       "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND ") +
-                          condition + " RETURNING status, check_count, send_count");
+                          condition + " RETURNING status, check_count, send_count, recipient");
       s.BindAll(status, Ms(now), id, app_id);
       if (s.Step()) {
+        const std::string recipient = s.Text(3);
         Transition t = AppliedFromRow(s);
         LeavePending(db, id, now);
+        InsertAudit(db, VerificationAudit(app_id, actor, action, id, status, recipient, now));
+        InsertVerificationEvent(db, id, std::string("verification.") + status, now);
         return t;
       }
-      return Refused(db, app_id, id, now);
+      Result<Transition> r = Refused(db, app_id, id, now);
+      if (r.ok() && r->refusal != Transition::Refusal::kNone && std::string_view(actor) == "api") {
+        AuditRefusal(db, app_id, id, action, r->status, now);
+      }
+      return r;
     });
   }
 
