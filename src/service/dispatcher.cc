@@ -268,7 +268,11 @@ void Dispatcher::Process(const Job& job, const std::function<void()>& finished) 
     spdlog::warn(R"("event":"delivery_retried","verification_id":"{}","attempt":{})", v->id,
                  job.attempts);
   }
+  // A sandbox app's messages go only to `log` providers (checked at start
+  // too; held here in case the app became a sandbox meanwhile).
+  const bool sandbox = app.ok() && app->settings.sandbox;
   for (Provider* p : providers_.ForChannel(delivery->channel)) {
+    if (sandbox && p->config.type != "log") continue;
     if (!out.provider.empty()) {
       out.failed_first.push_back({out.provider, out.error, clock_.Now()});
     }
