@@ -46,8 +46,15 @@ void Dispatcher::Stop() {
     stopping_ = true;
   }
   loop_cv_.notify_all();
-  work_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
+  {
+    // Workers leave only now: a claim that was in flight when stopping began
+    // has been queued, and is sent (not left holding busy_ until the wait below
+    // times out).
+    std::lock_guard lock(mu_);
+    loop_done_ = true;
+  }
+  work_cv_.notify_all();
   for (auto& w : workers_) {
     if (w.joinable()) w.join();
   }
@@ -122,7 +129,7 @@ void Dispatcher::Work() {
     Job job;
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      work_cv_.wait(lock, [&] { return loop_done_ || !queue_.empty(); });
       // Stopping: the jobs already claimed are still sent (each takes one
       // provider round trip), so that none waits for its lease after a restart.
       if (queue_.empty()) return;
