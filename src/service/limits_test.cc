@@ -119,7 +119,7 @@ TEST(Sec29_Geo, RegionsAreValidatedAgainstLibphonenumber) {
   EXPECT_FALSE(ValidateRegions({""}, "x").ok());
 }
 
-TEST(IpLimitKeyTest, NormalisesV4AndGroupsV6ByItsSlash64) {
+TEST(Sec30_IpLimitKey, NormalisesV4AndGroupsV6ByItsSlash64) {
   EXPECT_EQ(IpLimitKey("192.0.2.1"), "192.0.2.1");
   EXPECT_EQ(IpLimitKey("::ffff:192.0.2.1"), "192.0.2.1");
   EXPECT_EQ(IpLimitKey("2001:DB8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
@@ -148,7 +148,9 @@ class RequestLimiterTest : public ::testing::Test {
   App app_;
 };
 
-TEST_F(RequestLimiterTest, Sec8_TwoNodesShareOneBucket) {
+class Sec8_RequestLimiterTest : public RequestLimiterTest {};
+
+TEST_F(Sec8_RequestLimiterTest, TwoNodesShareOneBucket) {
   RequestLimiter a(*store_, clock_);
   RequestLimiter b(*store_, clock_);
   EXPECT_EQ(RequestLimiter::BatchSize(app_.settings), 10);

@@ -25,7 +25,7 @@ TEST(PhoneNumberTest, Security24_RefusesInvalidPremiumAndSharedCost) {
   EXPECT_FALSE(ParsePhoneNumber(std::string(40, '1')).ok());
 }
 
-TEST(PhoneNumberTest, Security24_RefusesUanAndVoicemail) {
+TEST(Sec24_PhoneNumber, RefusesUanAndVoicemail) {
   // libphonenumber's own example numbers of each type, where a region has one.
   using i18n::phonenumbers::PhoneNumberUtil;
   const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();

@@ -558,8 +558,12 @@ class GuardsTest : public VerificationsTest {
     return nlohmann::json::parse(a.body)["flags"].get<std::vector<std::string>>();
   }
 };
+// Suites named after the SECURITY.md item they prove.
+class Sec6_GuardsTest : public GuardsTest {};
+class Sec29_GuardsTest : public GuardsTest {};
+class Sec30_GuardsTest : public GuardsTest {};
 
-TEST_F(GuardsTest, Sec29_GeoPermissionsBlockPerAppAndChannel) {
+TEST_F(Sec29_GuardsTest, GeoPermissionsBlockPerAppAndChannel) {
   App app = Update([](AppSettings& s) { s.geo.all.allowed = {"GR", "CY"}; });
   auto de = service_->Start(app, To("+4915123456789"));
   ASSERT_FALSE(de.ok());
@@ -584,7 +588,7 @@ TEST_F(GuardsTest, Sec29_GeoPermissionsBlockPerAppAndChannel) {
   EXPECT_TRUE(service_->Resend(app, id, "sms").ok());
 }
 
-TEST_F(GuardsTest, Sec29_MonitorModeLetsItThroughFlagged) {
+TEST_F(Sec29_GuardsTest, MonitorModeLetsItThroughFlagged) {
   App app = Update([](AppSettings& s) {
     s.geo.all.blocked = {"DE"};
     s.geo.mode = "monitor";
@@ -600,7 +604,7 @@ TEST_F(GuardsTest, Sec29_MonitorModeLetsItThroughFlagged) {
   EXPECT_TRUE(Flags(*gr).empty());
 }
 
-TEST_F(GuardsTest, Sec30_StartsPerIpAcrossRecipients) {
+TEST_F(Sec30_GuardsTest, StartsPerIpAcrossRecipients) {
   App app = Update([](AppSettings& s) { s.starts_per_ip = 3; });
   auto from = [&](const std::string& to, const std::string& ip) {
     StartRequest r = To(to);
@@ -626,7 +630,7 @@ TEST_F(GuardsTest, Sec30_StartsPerIpAcrossRecipients) {
   EXPECT_EQ(from("+306912340010", "2001:db8:0:1::4").error().guard, "ip");
 }
 
-TEST_F(GuardsTest, Sec6_RetryAfterIsWhenTheOldestStartLeavesTheWindow) {
+TEST_F(Sec6_GuardsTest, RetryAfterIsWhenTheOldestStartLeavesTheWindow) {
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(service_->Start(app_, To("+306912345678")).ok());
     clock_.Advance(seconds(10));
@@ -637,7 +641,7 @@ TEST_F(GuardsTest, Sec6_RetryAfterIsWhenTheOldestStartLeavesTheWindow) {
   EXPECT_EQ(sixth.error().retry_after_s, 550);
 }
 
-TEST_F(GuardsTest, Sec30_PumpingGuardBlocksAPrefixWithinItsThreshold) {
+TEST_F(Sec30_GuardsTest, PumpingGuardBlocksAPrefixWithinItsThreshold) {
   App app = Update([](AppSettings& s) {
     s.fraud.prefix_threshold = 5;
     s.fraud.min_conversion_pct = 20;
@@ -667,7 +671,7 @@ TEST_F(GuardsTest, Sec30_PumpingGuardBlocksAPrefixWithinItsThreshold) {
   EXPECT_TRUE(service_->Start(app, To("+306912349998")).ok());
 }
 
-TEST_F(GuardsTest, Sec30_ApprovalsKeepAPrefixOpen) {
+TEST_F(Sec30_GuardsTest, ApprovalsKeepAPrefixOpen) {
   App app = Update([](AppSettings& s) {
     s.fraud.prefix_threshold = 5;
     s.fraud.min_conversion_pct = 20;
@@ -691,7 +695,7 @@ TEST_F(GuardsTest, Sec30_ApprovalsKeepAPrefixOpen) {
   EXPECT_EQ(service_->Start(app, To("+306912342001")).error().guard, kFlagPumpingSuspected);
 }
 
-TEST_F(GuardsTest, Sec30_MonitorModeFlagsAndOffCountsNothing) {
+TEST_F(Sec30_GuardsTest, MonitorModeFlagsAndOffCountsNothing) {
   App app = Update([](AppSettings& s) {
     s.fraud.prefix_threshold = 2;
     s.fraud.mode = "monitor";
@@ -711,7 +715,7 @@ TEST_F(GuardsTest, Sec30_MonitorModeFlagsAndOffCountsNothing) {
   EXPECT_EQ(service_->Get(app, nlohmann::json::parse(off->body)["id"])->guard_prefix, "");
 }
 
-TEST_F(GuardsTest, Sec30_RegionThresholdJudgesAWholeRegion) {
+TEST_F(Sec30_GuardsTest, RegionThresholdJudgesAWholeRegion) {
   App app = Update([](AppSettings& s) {
     s.fraud.prefix_threshold = 1000;
     s.fraud.region_threshold = 3;
@@ -726,7 +730,7 @@ TEST_F(GuardsTest, Sec30_RegionThresholdJudgesAWholeRegion) {
 }
 
 // A sandbox app: what it relaxes and what it still enforces.
-class SandboxTest : public ::testing::Test {
+class Sec30_SandboxTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* type : {"scripted", "log"}) {
@@ -769,7 +773,7 @@ class SandboxTest : public ::testing::Test {
   App app_;
 };
 
-TEST_F(SandboxTest, DeliversOnlyThroughLogProviders) {
+TEST_F(Sec30_SandboxTest, DeliversOnlyThroughLogProviders) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(service_->Start(app_, To("+306912345678")).ok());
   dispatcher_->RunOnce();
   EXPECT_TRUE(by_name_["carrier"]->sent.empty());  // first in config order, skipped
@@ -780,7 +784,7 @@ TEST_F(SandboxTest, DeliversOnlyThroughLogProviders) {
   EXPECT_EQ(service_->Start(app_, email).error().code, ApiCode::kChannelNotAllowed);
 }
 
-TEST_F(SandboxTest, RelaxesStartLimitsCooldownAndThePumpingGuard) {
+TEST_F(Sec30_SandboxTest, RelaxesStartLimitsCooldownAndThePumpingGuard) {
   // Per-recipient (5) and pumping threshold (1) do not apply...
   std::string id;
   for (int i = 0; i < 8; ++i) {
@@ -794,7 +798,7 @@ TEST_F(SandboxTest, RelaxesStartLimitsCooldownAndThePumpingGuard) {
   EXPECT_EQ(service_->Resend(app_, id, std::nullopt).error().code, ApiCode::kMaxSendsReached);
 }
 
-TEST_F(SandboxTest, StillEnforcesChecksGeoAndRecipients) {
+TEST_F(Sec30_SandboxTest, StillEnforcesChecksGeoAndRecipients) {
   EXPECT_EQ(service_->Start(app_, To("+4915123456789")).error().code, ApiCode::kCountryBlocked);
   EXPECT_EQ(service_->Start(app_, To("+1234")).error().code, ApiCode::kInvalidRecipient);
   auto r = service_->Start(app_, To("+306912345678"));

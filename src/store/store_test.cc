@@ -425,9 +425,12 @@ TEST_P(StoreTest, NewestPendingAndStartCounts) {
   EXPECT_EQ(store_->NewestPending("app_b", a.to).status().code(), otp::StatusCode::kNotFound);
 }
 
-// --- limits and the pumping guard (SECURITY.md 6, 10, 30)
+// --- limits and the pumping guard (SECURITY.md 6, 10, 30): suites named after the item.
+class Sec6_StoreTest : public StoreTest {};
+class Sec10_StoreTest : public StoreTest {};
+class Sec30_StoreTest : public StoreTest {};
 
-TEST_P(StoreTest, Sec6_StartsPerRecipientAreCountedOverASlidingWindow) {
+TEST_P(Sec6_StoreTest, StartsPerRecipientAreCountedOverASlidingWindow) {
   StartLimits limits;
   limits.max_per_recipient = 2;
   auto start = [&](const std::string& id, const std::string& app, TimePoint at) {
@@ -449,7 +452,7 @@ TEST_P(StoreTest, Sec6_StartsPerRecipientAreCountedOverASlidingWindow) {
   EXPECT_EQ(start("ver_5", "app_a", now_ + seconds(601))->refusal, StartOutcome::Refusal::kNone);
 }
 
-TEST_P(StoreTest, Sec30_StartsPerIpAreCountedAcrossRecipients) {
+TEST_P(Sec30_StoreTest, StartsPerIpAreCountedAcrossRecipients) {
   StartLimits limits;
   limits.max_per_ip = 2;
   limits.ip_since = now_ - seconds(600);
@@ -468,7 +471,7 @@ TEST_P(StoreTest, Sec30_StartsPerIpAreCountedAcrossRecipients) {
   EXPECT_EQ(start("ver_5", "+306900000005", "")->refusal, StartOutcome::Refusal::kNone);
 }
 
-TEST_P(StoreTest, Sec10_ConcurrentStartsNeverPassTheRecipientLimit) {
+TEST_P(Sec10_StoreTest, ConcurrentStartsNeverPassTheRecipientLimit) {
   StartLimits limits;
   limits.max_per_recipient = 5;
   limits.recipient_since = now_ - seconds(600);
@@ -507,7 +510,7 @@ TEST_P(StoreTest, RequestBucketStartsFullRefillsAndSaysWhenTheNextTokenIsDue) {
   EXPECT_EQ(store_->TakeRequestTokens("app_b", 10, 20, 20, now_)->granted, 20);
 }
 
-TEST_P(StoreTest, Sec30_PumpingCountersCountStartsAndOnlyApprovals) {
+TEST_P(Sec30_StoreTest, PumpingCountersCountStartsAndOnlyApprovals) {
   auto start = [&](const std::string& id, const std::string& prefix, TimePoint at) {
     Verification v = MakeVerification(id, "app_a", at);
     v.guard_prefix = prefix;
@@ -553,7 +556,7 @@ TEST_P(StoreTest, Sec30_PumpingCountersCountStartsAndOnlyApprovals) {
   EXPECT_EQ((*totals)[1].approvals, 1);
 }
 
-TEST_P(StoreTest, Sec30_SafeListMatchesNumbersAndPrefixesPerApp) {
+TEST_P(Sec30_StoreTest, SafeListMatchesNumbersAndPrefixesPerApp) {
   ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+3069123", now_}).ok());
   ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+3069123", now_}).ok());  // idempotent
   ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+306999999999", now_}).ok());
@@ -1061,6 +1064,9 @@ TEST_P(StoreTest, FactorAndHardwareTokenSecretsAreSealedValues) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec6_StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec10_StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec30_StoreTest, ::testing::Values("sqlite", "memory"));
 
 TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
   const std::string path = TempDbPath();
@@ -1099,7 +1105,7 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
   EXPECT_EQ((*a)->ClaimJobs(now, now + seconds(60), 10)->size(), 0u);
 }
 
-TEST(SqliteStoreTest, Sec8_OneRequestBucketIsSharedByTwoNodes) {
+TEST(Sec8_SqliteStoreTest, OneRequestBucketIsSharedByTwoNodes) {
   // Two store objects on one file stand in for two otpd nodes: the bucket is
   // one, so together they are granted no more than it holds.
   const std::string path = TempDbPath();

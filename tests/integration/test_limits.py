@@ -111,6 +111,26 @@ class ConcurrencyTest(LimitsTestCase):
             self.assertNotPending(self.server.check(self.key, v["id"], code), g["status"])
 
 
+class ResendTest(LimitsTestCase):
+    """SECURITY.md 5: a resend never resets the failure count."""
+
+    def test_sec5_a_resend_never_resets_the_check_count(self):
+        key = self.app("resends", "--resend-cooldown", "0")
+        v = self.start_ok(key, {"to": h.next_phone()})
+        code = self.server.wait_code(v["id"])
+        for _ in range(3):
+            self.assertEqual(self.server.check(key, v["id"], h.wrong_code(code)).status, 200)
+        r = self.server.resend(key, v["id"])
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["check_count"], 3)
+        self.server.wait_messages(v["id"], 2)
+        r = self.server.check(key, v["id"], h.wrong_code(code))
+        self.assertEqual(r.json["remaining_checks"], 1, r)
+        r = self.server.check(key, v["id"], h.wrong_code(code))
+        self.assertEqual(r.json["status"], "max_checks_reached", r)
+        self.assertNotPending(self.server.check(key, v["id"], code), "max_checks_reached")
+
+
 class StartLimitsTest(LimitsTestCase):
     """SECURITY.md 6 and 30: starts per recipient and per end-user IP."""
 
