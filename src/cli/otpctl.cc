@@ -156,19 +156,6 @@ json AppJson(const App& app) {
               {"updated_at", otp::FormatRfc3339(app.updated_at)}};
 }
 
-// "GR,CY" → {"GR","CY"}; "" → {}.
-std::vector<std::string> SplitList(std::string_view text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find(',', start);
-    if (end == std::string_view::npos) end = text.size();
-    if (end > start) out.emplace_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
 // Applies --allowed-countries / --blocked-countries values: "GR,CY" sets the
 // app-wide list, "sms:GR,CY" a channel's own; an empty list clears it.
 Status ApplyCountryFlags(const std::vector<std::string>& values, bool allowed,
@@ -185,7 +172,7 @@ Status ApplyCountryFlags(const std::vector<std::string>& values, bool allowed,
       lists = &geo->channels[channel];
       regions = std::string_view(v).substr(colon + 1);
     }
-    (allowed ? lists->allowed : lists->blocked) = SplitList(regions);
+    (allowed ? lists->allowed : lists->blocked) = SplitCommaList(regions);
   }
   for (auto it = geo->channels.begin(); it != geo->channels.end();) {
     it = it->second == CountryLists{} ? geo->channels.erase(it) : std::next(it);

@@ -40,24 +40,33 @@ ProviderConfig Cfg(std::string name, std::vector<std::string> channels) {
 class VerificationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_.Register("scripted",
-                       [this](const ProviderConfig& c,
-                              ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
-                         auto p = std::make_unique<ScriptedProvider>();
-                         by_name_[c.name] = p.get();
-                         return std::unique_ptr<ChannelProvider>(std::move(p));
-                       });
-    auto set = ProviderSet::Create({Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}),
-                                    Cfg("mail", {"email"}), Cfg("voice", {"voice"})},
-                                   registry_, clock_);
+    registry_.Register("scripted", ScriptedFactory());
+    UseProviders({Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}), Cfg("mail", {"email"}),
+                  Cfg("voice", {"voice"})});
+    AppService apps(*store_, clock_, otp::SystemRandom());
+    app_ = apps.Create("shop", AppSettings{})->app;
+    other_ = apps.Create("other", AppSettings{})->app;
+  }
+
+  // Makes ScriptedProviders, each reachable by its name in by_name_.
+  ChannelFactory ScriptedFactory() {
+    return [this](const ProviderConfig& c,
+                  ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+      auto p = std::make_unique<ScriptedProvider>();
+      by_name_[c.name] = p.get();
+      return std::unique_ptr<ChannelProvider>(std::move(p));
+    };
+  }
+  // The service and dispatcher over these providers (replacing any before).
+  void UseProviders(const std::vector<ProviderConfig>& configs) {
+    auto set = ProviderSet::Create(configs, registry_, clock_);
     ASSERT_TRUE(set.ok());
+    dispatcher_.reset();
+    service_.reset();
     providers_ = std::make_unique<ProviderSet>(std::move(set).value());
     service_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
                                                      otp::SystemRandom());
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_);
-    AppService apps(*store_, clock_, otp::SystemRandom());
-    app_ = apps.Create("shop", AppSettings{})->app;
-    other_ = apps.Create("other", AppSettings{})->app;
   }
 
   std::string StartId(StartRequest req) {
@@ -730,47 +739,18 @@ TEST_F(Sec30_GuardsTest, RegionThresholdJudgesAWholeRegion) {
 }
 
 // A sandbox app: what it relaxes and what it still enforces.
-class Sec30_SandboxTest : public ::testing::Test {
+class Sec30_SandboxTest : public VerificationsTest {
  protected:
   void SetUp() override {
-    for (const char* type : {"scripted", "log"}) {
-      registry_.Register(type,
-                         [this](const ProviderConfig& c,
-                                ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
-                           auto p = std::make_unique<ScriptedProvider>();
-                           by_name_[c.name] = p.get();
-                           return std::unique_ptr<ChannelProvider>(std::move(p));
-                         });
-    }
-    auto set = ProviderSet::Create(
-        {{"carrier", "scripted", {"sms", "email"}, {}}, {"dev-log", "log", {"sms"}, {}}}, registry_,
-        clock_);
-    ASSERT_TRUE(set.ok());
-    providers_ = std::make_unique<ProviderSet>(std::move(set).value());
-    service_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
-                                                     otp::SystemRandom());
-    dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_);
+    VerificationsTest::SetUp();
+    registry_.Register("log", ScriptedFactory());  // stands in for the log provider
+    UseProviders({{"carrier", "scripted", {"sms", "email"}, {}}, {"dev-log", "log", {"sms"}, {}}});
     AppSettings s;
     s.sandbox = true;
     s.fraud.prefix_threshold = 1;
     s.geo.all.blocked = {"DE"};
     app_ = AppService(*store_, clock_, otp::SystemRandom()).Create("sandbox", s)->app;
   }
-  StartRequest To(std::string to) {
-    StartRequest r;
-    r.to = std::move(to);
-    return r;
-  }
-
-  otp::FakeClock clock_{1'700'000'000};
-  std::unique_ptr<Store> store_ = NewMemoryStore();
-  Secrets secrets_{MasterKey{1, 2, 3}};
-  ChannelRegistry registry_;
-  std::map<std::string, ScriptedProvider*> by_name_;
-  std::unique_ptr<ProviderSet> providers_;
-  std::unique_ptr<VerificationService> service_;
-  std::unique_ptr<Dispatcher> dispatcher_;
-  App app_;
 };
 
 TEST_F(Sec30_SandboxTest, DeliversOnlyThroughLogProviders) {

@@ -35,6 +35,18 @@ bool StepsFromJson(const json& j, std::vector<WorkflowStep>* workflow) {
 
 }  // namespace
 
+std::vector<std::string> SplitCommaList(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    if (end > start) out.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
 std::string WorkflowToJson(const std::vector<WorkflowStep>& workflow) {
   return WorkflowJson(workflow).dump();
 }

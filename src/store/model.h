@@ -104,6 +104,9 @@ struct AppSettings {
   bool operator==(const AppSettings&) const = default;
 };
 
+// "GR,CY" → {"GR", "CY"}: the items of a comma-separated list, empty ones skipped.
+std::vector<std::string> SplitCommaList(std::string_view text);
+
 // Serialises settings as a JSON object (the store keeps it as text).
 std::string AppSettingsToJson(const AppSettings& settings);
 // Missing keys keep their defaults; returns false on malformed JSON.

@@ -321,22 +321,10 @@ constexpr const char* kVerificationColumns =
     "metadata, expires_at, created_at, updated_at, last_sent_at, ip, flags, guard_prefix, "
     "guard_region";
 
-// Flags are otpd's own identifiers: stored comma-joined.
+// Flags are otpd's own identifiers: stored comma-joined (read back with SplitCommaList).
 std::string JoinFlags(const std::vector<std::string>& flags) {
   std::string out;
   for (const std::string& f : flags) out += (out.empty() ? "" : ",") + f;
-  return out;
-}
-
-std::vector<std::string> SplitFlags(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    if (end > start) out.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
   return out;
 }
 
@@ -366,7 +354,7 @@ Verification ReadVerification(Stmt& s) {
   v.updated_at = At(s.Int(17));
   v.last_sent_at = At(s.Int(18));
   v.ip = s.Text(19);
-  v.flags = SplitFlags(s.Text(20));
+  v.flags = SplitCommaList(s.Text(20));
   v.guard_prefix = s.Text(21);
   v.guard_region = s.Text(22);
   return v;
