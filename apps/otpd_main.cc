@@ -117,7 +117,9 @@ int main(int argc, char** argv) {
   otpd::AppService apps(**store, clock, random);
   otpd::VerificationService verifications(**store, *providers, secrets, clock, random,
                                           [&dispatcher] { dispatcher.Notify(); });
+  otpd::RequestLimiter request_limiter(**store, clock);
   otpd::ApiOptions api_options;
+  api_options.request_limiter = &request_limiter;
   const std::string log_path = providers->LogPath();
   if (config->ListenIsLoopback()) api_options.inbox_path = log_path;
   otpd::FactorService factors(**store, secrets, clock, random);

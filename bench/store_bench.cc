@@ -44,7 +44,7 @@ struct Fixture {
       job.verification_id = v.id;
       job.due_at = now + std::chrono::hours(2);  // never claimed during the benchmark
       v.deliveries = {Delivery{}};
-      (void)store->CreateVerification(v, job, nullptr);
+      (void)store->CreateVerification(v, job, nullptr, {});
     }
   }
   ~Fixture() { std::filesystem::remove_all(dir); }

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -15,6 +17,7 @@
 #include "service/apps.h"
 #include "service/config.h"
 #include "service/hardware_tokens.h"
+#include "service/limits.h"
 #include "service/master_key.h"
 #include "service/secrets.h"
 #include "service/token_import.h"
@@ -91,6 +94,59 @@ struct TokenImportFlags {
   }
 };
 
+// A safe-list entry: '+' and 1..15 digits (a whole E.164 number or a prefix).
+bool ValidSafeListEntry(std::string_view entry) {
+  return entry.size() >= 2 && entry.size() <= 16 && entry.front() == '+' &&
+         std::all_of(entry.begin() + 1, entry.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// `fraud status`: per app, its guard settings, every prefix and region with
+// starts in the window, and the safe-list.
+Result<json> FraudStatusJson(Store& store, const std::vector<App>& apps, otp::TimePoint now) {
+  json out = json::array();
+  for (const App& a : apps) {
+    const FraudPolicy& p = a.settings.fraud;
+    auto totals = store.ListFraudTotals(a.id, now - std::chrono::seconds(p.window_s));
+    if (!totals.ok()) return totals.status();
+    auto safe = store.ListSafeList(a.id);
+    if (!safe.ok()) return safe.status();
+    json prefixes = json::array();
+    json regions = json::array();
+    for (const FraudTotals& t : *totals) {
+      const bool by_prefix = t.scope == kFraudScopePrefix;
+      const int threshold = by_prefix ? p.prefix_threshold : p.region_threshold;
+      std::string state = "ok";
+      if (threshold == 0) {
+        state = "not_judged";
+      } else if (a.settings.sandbox || p.mode == "off") {
+        state = "off";
+      } else if (PumpingSuspected(t.starts, t.approvals, threshold, p)) {
+        state = p.mode == "monitor" ? "flagged" : "blocked";
+      }
+      json row = {
+          {by_prefix ? "prefix" : "region", t.key},
+          {"starts", t.starts},
+          {"approvals", t.approvals},
+          {"conversion", t.starts > 0 ? std::round(1000.0 * t.approvals / t.starts) / 1000 : 0.0},
+          {"state", state}};
+      (by_prefix ? prefixes : regions).push_back(std::move(row));
+    }
+    json safe_list = json::array();
+    for (const SafeListEntry& e : *safe) safe_list.push_back(e.entry);
+    out.push_back({{"app_id", a.id},
+                   {"name", a.name},
+                   {"mode", a.settings.sandbox ? std::string("off (sandbox)") : p.mode},
+                   {"window_s", p.window_s},
+                   {"prefix_threshold", p.prefix_threshold},
+                   {"region_threshold", p.region_threshold},
+                   {"min_conversion_pct", p.min_conversion_pct},
+                   {"prefixes", std::move(prefixes)},
+                   {"regions", std::move(regions)},
+                   {"safe_list", std::move(safe_list)}});
+  }
+  return out;
+}
+
 json AppJson(const App& app) {
   json settings = json::parse(AppSettingsToJson(app.settings));
   json j{{"app_id", app.id},
@@ -125,8 +181,49 @@ void Audit(Store& store, std::string_view app_id, std::string_view action, std::
     std::cerr << "otpctl: warning: the audit row was not written: " << s.message() << "\n";
 }
 
+// Applies --allowed-countries / --blocked-countries values: "GR,CY" sets the
+// app-wide list, "sms:GR,CY" a channel's own; an empty list clears it.
+Status ApplyCountryFlags(const std::vector<std::string>& values, bool allowed,
+                         GeoPermissions* geo) {
+  for (const std::string& v : values) {
+    const auto colon = v.find(':');
+    CountryLists* lists = &geo->all;
+    std::string_view regions = v;
+    if (colon != std::string::npos) {
+      const std::string channel = v.substr(0, colon);
+      if (!IsKnownChannel(channel)) {
+        return otp::InvalidArgument("countries: unknown channel '" + channel + "'");
+      }
+      lists = &geo->channels[channel];
+      regions = std::string_view(v).substr(colon + 1);
+    }
+    (allowed ? lists->allowed : lists->blocked) = SplitCommaList(regions);
+  }
+  for (auto it = geo->channels.begin(); it != geo->channels.end();) {
+    it = it->second == CountryLists{} ? geo->channels.erase(it) : std::next(it);
+  }
+  return Status::Ok();
+}
+
 // Options shared by `app create` and `app update`.
 struct AppFlags {
+  CLI::App* command = nullptr;  // where the flags were added (for Given)
+  int starts_per_recipient = 0;
+  int starts_window = 0;
+  int starts_per_ip = 0;
+  int ip_window = 0;
+  int request_rate = 0;
+  int request_burst = 0;
+  bool sandbox = false;
+  bool no_sandbox = false;
+  std::vector<std::string> allowed_countries;
+  std::vector<std::string> blocked_countries;
+  std::string geo_mode;
+  std::string fraud_mode;
+  int fraud_threshold = 0;
+  int fraud_region_threshold = 0;
+  int fraud_min_conversion = 0;
+  int fraud_window = 0;
   std::string workflow;
   int code_length = 0;
   int ttl = 0;
@@ -155,7 +252,49 @@ struct AppFlags {
     cmd->add_option("--totp-window", totp_window,
                     "TOTP steps accepted either side of now, 0..10 (default 1)");
     cmd->add_option("--webhook-url", webhook_url, "where events are POSTed");
+    cmd->add_option("--starts-per-recipient", starts_per_recipient,
+                    "starts per recipient per --starts-window, 1..1000 (default 5)");
+    cmd->add_option("--starts-window", starts_window,
+                    "seconds of the per-recipient window, 60..86400 (default 600)");
+    cmd->add_option("--starts-per-ip", starts_per_ip,
+                    "starts per end-user IP (the start's \"ip\") per --ip-window, 0 = off "
+                    "(default 10)");
+    cmd->add_option("--ip-window", ip_window,
+                    "seconds of the per-IP window, 60..86400 (default 600)");
+    cmd->add_option("--request-rate", request_rate,
+                    "API requests per second for the app (token bucket shared by every node), "
+                    "0 = off (default 100)");
+    cmd->add_option("--request-burst", request_burst,
+                    "the bucket's size: requests allowed at once (default 200)");
+    auto* on = cmd->add_flag("--sandbox", sandbox,
+                             "test mode: log providers only; no per-recipient/per-IP start "
+                             "limits, resend cooldown or pumping guard");
+    auto* off = cmd->add_flag("--no-sandbox", no_sandbox, "leave test mode");
+    on->excludes(off);
+    cmd->add_option("--allowed-countries", allowed_countries,
+                    "only these regions (ISO 3166 alpha-2): GR,CY for every phone channel, "
+                    "sms:GR,CY for one; empty clears; repeatable");
+    cmd->add_option("--blocked-countries", blocked_countries,
+                    "never these regions, same forms as --allowed-countries; repeatable");
+    cmd->add_option("--geo-mode", geo_mode,
+                    "block (403 country_blocked) or monitor (allowed and flagged); default block");
+    cmd->add_option("--fraud-mode", fraud_mode,
+                    "SMS-pumping guard: block, monitor or off (default block)");
+    cmd->add_option("--fraud-threshold", fraud_threshold,
+                    "starts to one number prefix per --fraud-window before its conversion "
+                    "counts (default 30)");
+    cmd->add_option("--fraud-region-threshold", fraud_region_threshold,
+                    "the same per region; 0 = counted, never judged (default 0)");
+    cmd->add_option("--fraud-min-conversion", fraud_min_conversion,
+                    "approved/started percentage under which a prefix over its threshold is "
+                    "blocked, 0..100 (default 20)");
+    cmd->add_option("--fraud-window", fraud_window,
+                    "sliding window of the guard in seconds, whole minutes, 60..86400 "
+                    "(default 3600)");
+    command = cmd;
   }
+
+  bool Given(const char* flag) const { return command != nullptr && command->count(flag) > 0; }
 
   Status Apply(AppSettings* s) const {
     if (!workflow.empty()) {
@@ -170,6 +309,22 @@ struct AppFlags {
     if (resend_cooldown >= 0) s->resend_cooldown_s = resend_cooldown;
     if (totp_window >= 0) s->totp_window = totp_window;
     if (webhook_url_set) s->webhook_url = webhook_url;
+    if (Given("--starts-per-recipient")) s->starts_per_recipient = starts_per_recipient;
+    if (Given("--starts-window")) s->starts_window_s = starts_window;
+    if (Given("--starts-per-ip")) s->starts_per_ip = starts_per_ip;
+    if (Given("--ip-window")) s->ip_window_s = ip_window;
+    if (Given("--request-rate")) s->request_rate = request_rate;
+    if (Given("--request-burst")) s->request_burst = request_burst;
+    if (sandbox) s->sandbox = true;
+    if (no_sandbox) s->sandbox = false;
+    OTP_RETURN_IF_ERROR(ApplyCountryFlags(allowed_countries, true, &s->geo));
+    OTP_RETURN_IF_ERROR(ApplyCountryFlags(blocked_countries, false, &s->geo));
+    if (Given("--geo-mode")) s->geo.mode = geo_mode;
+    if (Given("--fraud-mode")) s->fraud.mode = fraud_mode;
+    if (Given("--fraud-threshold")) s->fraud.prefix_threshold = fraud_threshold;
+    if (Given("--fraud-region-threshold")) s->fraud.region_threshold = fraud_region_threshold;
+    if (Given("--fraud-min-conversion")) s->fraud.min_conversion_pct = fraud_min_conversion;
+    if (Given("--fraud-window")) s->fraud.window_s = fraud_window;
     for (const std::string& t : templates) {
       const auto eq = t.find('=');
       if (eq == std::string::npos)
@@ -239,6 +394,23 @@ int RunOtpctl(int argc, char** argv) {
       "unlock", "clear a user's lock, delay and failure count after failed token checks");
   user_unlock->add_option("APP", user_app, "app id or name")->required();
   user_unlock->add_option("USER", user_id, "the app's user id")->required();
+
+  auto* fraud = cli.add_subcommand("fraud", "the SMS-pumping guard: state and safe-list");
+  fraud->require_subcommand(1);
+  std::string fraud_app;
+  std::string fraud_entry;
+  auto* fraud_status = fraud->add_subcommand(
+      "status", "prefixes and regions with starts, approvals, conversion and state");
+  fraud_status->add_option("--app", fraud_app, "one app (id or name); default every app");
+  auto* fraud_allow = fraud->add_subcommand(
+      "allow", "safe-list a number or prefix: never judged or counted by the guard");
+  fraud_allow->add_option("APP", fraud_app, "app id or name")->required();
+  fraud_allow->add_option("NUMBER_OR_PREFIX", fraud_entry, "E.164 number or a prefix of one")
+      ->required();
+  auto* fraud_disallow = fraud->add_subcommand("disallow", "remove a safe-list entry");
+  fraud_disallow->add_option("APP", fraud_app, "app id or name")->required();
+  fraud_disallow->add_option("NUMBER_OR_PREFIX", fraud_entry, "the entry as safe-listed")
+      ->required();
 
   auto* code = cli.add_subcommand("code", "print a TOTP/HOTP code, like oathtool");
   code->require_subcommand(1);
@@ -491,6 +663,43 @@ int RunOtpctl(int argc, char** argv) {
                       {"user", user_id},
                       {"was_locked", *was_locked},
                       {"unlocked", true}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  if (*fraud_status) {
+    std::vector<App> list;
+    if (!fraud_app.empty()) {
+      auto found = (*store)->GetApp(fraud_app);
+      if (!found.ok()) return Error("no app '" + fraud_app + "'");
+      list.push_back(*found);
+    } else {
+      auto all = (*store)->ListApps();
+      if (!all.ok()) return Error(all.status().message());
+      list = std::move(*all);
+    }
+    auto status = FraudStatusJson(**store, list, otp::SystemClock().Now());
+    if (!status.ok()) return Error(status.status().message());
+    std::cout << status->dump() << "\n";
+    return 0;
+  }
+  if (*fraud_allow || *fraud_disallow) {
+    auto found = (*store)->GetApp(fraud_app);
+    if (!found.ok()) return Error("no app '" + fraud_app + "'");
+    if (!ValidSafeListEntry(fraud_entry)) {
+      return Error("NUMBER_OR_PREFIX: '+' and 1..15 digits, e.g. +306912345678 or +3069123");
+    }
+    const otp::TimePoint now = otp::SystemClock().Now();
+    Status s = *fraud_allow ? (*store)->AddSafeListEntry({found->id, fraud_entry, now})
+                            : (*store)->RemoveSafeListEntry(found->id, fraud_entry);
+    if (s.code() == otp::StatusCode::kNotFound) return Error(fraud_entry + " is not safe-listed");
+    if (!s.ok()) return Error(s.message());
+    (void)(*store)->AppendAudit(AuditEntry{0, now, found->id, "otpctl",
+                                           *fraud_allow ? "fraud.allow" : "fraud.disallow",
+                                           "entry:" + fraud_entry, "ok", ""});
+    std::cout << json{{"app_id", found->id},
+                      {"entry", fraud_entry},
+                      {"safe_listed", static_cast<bool>(*fraud_allow)}}
                      .dump()
               << "\n";
     return 0;

@@ -274,6 +274,7 @@ ApiResult<StartRequest> ParseStart(const HttpRequest& req) {
       f.Add("locale", "must be a language tag like \"en\" or \"el-GR\"");
     }
   }
+  if (auto ip = f.String("ip", false, 45)) out.ip = *ip;
   out.code_length = f.Int("code_length", 4, 10);
   out.ttl_s = f.Int("ttl_s", 60, 86400);
   if (const json* md = f.Raw("metadata")) {
@@ -515,6 +516,15 @@ ApiResult<App> Api::Authenticate(const HttpRequest& req) {
     }
     return FromStoreStatus(app.status());
   }
+  if (options_.request_limiter != nullptr) {
+    const int wait_s = options_.request_limiter->Admit(*app);
+    if (wait_s > 0) {
+      metrics_.AbuseGuard("app_rate", "blocked");
+      ApiError e = MakeError(ApiCode::kRateLimited, "this app's request rate is exceeded");
+      e.retry_after_s = wait_s;
+      return e;
+    }
+  }
   return std::move(app).value();
 }
 
@@ -579,7 +589,11 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     auto start = ParseStart(req);
     if (!start.ok()) return Problem(start.error());
     auto answer = verifications_.Start(*app, *start);
-    if (!answer.ok()) return Problem(answer.error());
+    if (!answer.ok()) {
+      if (!answer.error().guard.empty()) metrics_.AbuseGuard(answer.error().guard, "blocked");
+      return Problem(answer.error());
+    }
+    for (const std::string& flag : answer->flags) metrics_.AbuseGuard(flag, "flagged");
     HttpResponse r;
     r.status = answer->http_status;
     r.body = answer->body;
@@ -613,7 +627,10 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
     if (!e.ok()) return Problem(e);
     result = verifications_.Cancel(*app, params[0]);
   }
-  if (!result.ok()) return Problem(result.error());
+  if (!result.ok()) {
+    if (!result.error().guard.empty()) metrics_.AbuseGuard(result.error().guard, "blocked");
+    return Problem(result.error());
+  }
   return Json(200, VerificationJson(*result));
 }
 

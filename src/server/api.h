@@ -15,6 +15,7 @@
 #include "service/channel.h"
 #include "service/dispatcher.h"
 #include "service/factors.h"
+#include "service/limits.h"
 #include "service/verifications.h"
 
 namespace otpd {
@@ -28,6 +29,8 @@ struct RouteInfo {
 struct ApiOptions {
   std::string inbox_path;  // the log provider's file when /dev/inbox is served; "" = off
   bool log_requests = true;
+  // Admits each authenticated request against its app's request rate; null = no per-app rate.
+  RequestLimiter* request_limiter = nullptr;
 };
 
 class Api {
@@ -56,6 +59,7 @@ class Api {
   HttpResponse Dispatch(const HttpRequest& request, const RouteInfo& route,
                         const std::vector<std::string>& params);
   HttpResponse Inbox() const;
+  // The app of the request's bearer key, admitted by the per-app request rate.
   ApiResult<App> Authenticate(const HttpRequest& request);
   HttpResponse CheckResponse(const ApiResult<CheckAnswer>& answer);
   // POST /v1/users/{user}/verify for HandleAsync: answers through `resume`,

@@ -21,6 +21,11 @@ void Metrics::VerificationApproved(const std::string& channel) {
   ++approved_[channel];
 }
 
+void Metrics::AbuseGuard(const std::string& guard, const std::string& action) {
+  std::lock_guard lock(mu_);
+  ++abuse_[{guard, action}];
+}
+
 void Metrics::OnDelivery(const std::string& provider, const std::string& channel,
                          const std::string& status, double send_seconds) {
   std::lock_guard lock(mu_);
@@ -88,6 +93,14 @@ std::string Metrics::Render() const {
   out += "# TYPE otpd_verifications_approved_total counter\n";
   for (const auto& [ch, n] : approved_) {
     out += fmt::format("otpd_verifications_approved_total{{channel=\"{}\"}} {}\n", ch, n);
+  }
+  out +=
+      "# HELP otpd_abuse_guard_total Requests a limit or guard refused (blocked) or let through "
+      "flagged (monitor mode).\n";
+  out += "# TYPE otpd_abuse_guard_total counter\n";
+  for (const auto& [k, n] : abuse_) {
+    out += fmt::format("otpd_abuse_guard_total{{guard=\"{}\",action=\"{}\"}} {}\n", k.first,
+                       k.second, n);
   }
   out += "# HELP otpd_deliveries_total Delivery attempts by provider, channel and status.\n";
   out += "# TYPE otpd_deliveries_total counter\n";

@@ -22,6 +22,10 @@ class Metrics : public DeliveryObserver, public WebhookObserver {
                      double seconds);
   void VerificationStarted(const std::string& channel);
   void VerificationApproved(const std::string& channel);
+  // A limit or guard refused a request (action "blocked") or let it through
+  // flagged (monitor mode, "flagged"). Guards: "recipient", "ip", "app_rate",
+  // "country_blocked", "pumping_suspected".
+  void AbuseGuard(const std::string& guard, const std::string& action);
   void OnDelivery(const std::string& provider, const std::string& channel,
                   const std::string& status, double send_seconds) override;
   void OnReport(const std::string& provider, const std::string& channel, const std::string& status,
@@ -61,6 +65,7 @@ class Metrics : public DeliveryObserver, public WebhookObserver {
   std::map<std::string, LatencyHistogram> latency_;  // by route
   std::map<std::string, std::uint64_t> started_;
   std::map<std::string, std::uint64_t> approved_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> abuse_;  // (guard, action)
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> deliveries_;
   std::map<std::string, LatencyHistogram> send_latency_;  // by provider
   std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> reports_;

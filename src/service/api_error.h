@@ -42,6 +42,7 @@ struct ApiError {
   int retry_after_s = 0;           // sets Retry-After when > 0
   std::string status;              // verification status, for verification_not_pending
   std::vector<FieldError> errors;  // for invalid_request
+  std::string guard;  // the limit or guard that refused, for metrics ("recipient", "ip", ...)
 
   bool ok() const { return code == ApiCode::kNone; }
 };

@@ -3,7 +3,9 @@
 #include <charconv>
 
 #include "otp/crypto.h"
+#include "service/limits.h"
 #include "service/messages.h"
+#include "service/recipients.h"
 #include "service/secrets.h"
 
 namespace otpd {
@@ -53,7 +55,52 @@ Status ValidateAppSettings(const AppSettings& s) {
   if (s.resend_cooldown_s < 0 || s.resend_cooldown_s > 3600) {
     return otp::InvalidArgument("resend_cooldown: 0..3600 seconds");
   }
-  if (s.starts_per_recipient < 1) return otp::InvalidArgument("starts_per_recipient: >= 1");
+  if (s.starts_per_recipient < 1 || s.starts_per_recipient > 1000) {
+    return otp::InvalidArgument("starts_per_recipient: 1..1000");
+  }
+  if (s.starts_window_s < 60 || s.starts_window_s > 86400) {
+    return otp::InvalidArgument("starts_window: 60..86400 seconds");
+  }
+  if (s.starts_per_ip < 0 || s.starts_per_ip > 100000) {
+    return otp::InvalidArgument("starts_per_ip: 0..100000 (0 = off)");
+  }
+  if (s.ip_window_s < 60 || s.ip_window_s > 86400) {
+    return otp::InvalidArgument("ip_window: 60..86400 seconds");
+  }
+  if (s.request_rate < 0 || s.request_rate > 1000000) {
+    return otp::InvalidArgument("request_rate: 0..1000000 per second (0 = off)");
+  }
+  if (s.request_burst < 1 || s.request_burst > 1000000) {
+    return otp::InvalidArgument("request_burst: 1..1000000");
+  }
+  if (s.geo.mode != "block" && s.geo.mode != "monitor") {
+    return otp::InvalidArgument("geo_mode: block or monitor");
+  }
+  OTP_RETURN_IF_ERROR(ValidateRegions(s.geo.all.allowed, "allowed_countries"));
+  OTP_RETURN_IF_ERROR(ValidateRegions(s.geo.all.blocked, "blocked_countries"));
+  for (const auto& [channel, lists] : s.geo.channels) {
+    if (!IsKnownChannel(channel) || !IsPhoneChannel(channel)) {
+      return otp::InvalidArgument("countries: '" + channel + "' is not a phone channel");
+    }
+    OTP_RETURN_IF_ERROR(ValidateRegions(lists.allowed, "allowed_countries " + channel));
+    OTP_RETURN_IF_ERROR(ValidateRegions(lists.blocked, "blocked_countries " + channel));
+  }
+  const FraudPolicy& f = s.fraud;
+  if (f.mode != "block" && f.mode != "monitor" && f.mode != "off") {
+    return otp::InvalidArgument("fraud_mode: block, monitor or off");
+  }
+  if (f.prefix_threshold < 1 || f.prefix_threshold > 1000000) {
+    return otp::InvalidArgument("fraud_prefix_threshold: 1..1000000");
+  }
+  if (f.region_threshold < 0 || f.region_threshold > 10000000) {
+    return otp::InvalidArgument("fraud_region_threshold: 0..10000000 (0 = not judged)");
+  }
+  if (f.min_conversion_pct < 0 || f.min_conversion_pct > 100) {
+    return otp::InvalidArgument("fraud_min_conversion: 0..100 percent");
+  }
+  if (f.window_s < 60 || f.window_s > 86400 || f.window_s % 60 != 0) {
+    return otp::InvalidArgument("fraud_window: 60..86400 seconds, whole minutes");
+  }
   for (const auto& [key, text] : s.templates) {
     const std::string problem = CheckTemplate(key, text);
     if (!problem.empty()) return otp::InvalidArgument("template " + key + ": " + problem);

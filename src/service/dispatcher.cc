@@ -57,8 +57,15 @@ void Dispatcher::Stop() {
     stopping_ = true;
   }
   loop_cv_.notify_all();
-  work_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
+  {
+    // Workers leave only now: a claim that was in flight when stopping began
+    // has been queued, and is sent (not left holding busy_ until the wait below
+    // times out).
+    std::lock_guard lock(mu_);
+    loop_done_ = true;
+  }
+  work_cv_.notify_all();
   for (auto& w : workers_) {
     if (w.joinable()) w.join();
   }
@@ -133,7 +140,7 @@ void Dispatcher::Work() {
     Job job;
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      work_cv_.wait(lock, [&] { return loop_done_ || !queue_.empty(); });
       // Stopping: the jobs already claimed are still sent (each takes one
       // provider round trip), so that none waits for its lease after a restart.
       if (queue_.empty()) return;
@@ -279,7 +286,11 @@ void Dispatcher::Process(const Job& job, const std::function<void()>& finished) 
     spdlog::warn(R"("event":"delivery_retried","verification_id":"{}","attempt":{})", v->id,
                  job.attempts);
   }
+  // A sandbox app's messages go only to `log` providers (checked at start
+  // too; held here in case the app became a sandbox meanwhile).
+  const bool sandbox = app.ok() && app->settings.sandbox;
   for (Provider* p : providers_.ForChannel(delivery->channel)) {
+    if (sandbox && p->config.type != "log") continue;
     if (!out.provider.empty()) {
       out.failed_first.push_back({out.provider, out.error, clock_.Now()});
     }

@@ -96,6 +96,7 @@ class Dispatcher : public DeliveryReportSink {
   std::condition_variable loop_cv_;  // the claim loop: notified, a worker freed, stopping
   std::condition_variable work_cv_;  // workers: jobs queued, stopping
   bool stopping_ = false;
+  bool loop_done_ = false;  // the claim loop has returned: no job joins queue_ any more
   bool notified_ = false;
   std::deque<Job> queue_;  // claimed, waiting for a worker (oldest first)
   int busy_ = 0;           // claimed jobs not finished yet (queued or being sent)

@@ -25,6 +25,11 @@ otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text) {
   if (type == PhoneNumberUtil::PREMIUM_RATE || type == PhoneNumberUtil::SHARED_COST) {
     return otp::InvalidArgument("premium-rate and shared-cost numbers are refused");
   }
+  // Neither reaches a person's handset: a code sent there is money spent for
+  // nothing (and a favourite of SMS pumping).
+  if (type == PhoneNumberUtil::UAN || type == PhoneNumberUtil::VOICEMAIL) {
+    return otp::InvalidArgument("UAN and voicemail numbers are refused");
+  }
   PhoneNumber out;
   util.Format(number, PhoneNumberUtil::E164, &out.e164);
   util.GetRegionCodeForNumber(number, &out.region);

@@ -20,7 +20,7 @@ bool IsPhoneChannel(std::string_view channel);
 
 // Parses a number written in international form ("+30 691 234 5678" and
 // similar punctuation allowed) and returns it normalised. InvalidArgument when
-// it is not a valid number, or is premium-rate / shared-cost.
+// it is not a valid number, or is premium-rate / shared-cost / UAN / voicemail.
 otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text);
 
 // Validates an email address (one '@', sane local part and dotted domain,

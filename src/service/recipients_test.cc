@@ -1,6 +1,9 @@
 #include "service/recipients.h"
 
 #include <gtest/gtest.h>
+#include <phonenumbers/phonenumberutil.h>
+
+#include <set>
 
 namespace otpd {
 namespace {
@@ -20,6 +23,31 @@ TEST(PhoneNumberTest, Security24_RefusesInvalidPremiumAndSharedCost) {
   EXPECT_FALSE(ParsePhoneNumber("+4490 0123 4567").ok());   // UK premium rate (09)
   EXPECT_FALSE(ParsePhoneNumber("+44 845 464 0000").ok());  // UK shared cost (0845)
   EXPECT_FALSE(ParsePhoneNumber(std::string(40, '1')).ok());
+}
+
+TEST(Sec24_PhoneNumber, RefusesUanAndVoicemail) {
+  // libphonenumber's own example numbers of each type, where a region has one.
+  using i18n::phonenumbers::PhoneNumberUtil;
+  const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
+  std::set<std::string> regions;
+  util.GetSupportedRegions(&regions);
+  for (const auto type : {PhoneNumberUtil::UAN, PhoneNumberUtil::VOICEMAIL}) {
+    int tried = 0;
+    for (const std::string& region : regions) {
+      i18n::phonenumbers::PhoneNumber example;
+      if (!util.GetExampleNumberForType(region, type, &example)) continue;
+      std::string e164;
+      util.Format(example, PhoneNumberUtil::E164, &e164);
+      if (util.GetNumberType(example) != type) continue;  // shared with another type
+      ++tried;
+      auto parsed = ParsePhoneNumber(e164);
+      ASSERT_FALSE(parsed.ok()) << region << " " << e164;
+      EXPECT_EQ(parsed.status().message(), "UAN and voicemail numbers are refused");
+    }
+    EXPECT_GT(tried, 0) << "no example number of type " << type;
+  }
+  // A mobile number of the same country still passes.
+  EXPECT_TRUE(ParsePhoneNumber("+447400123456").ok());
 }
 
 TEST(EmailTest, ValidatesAndLowerCasesTheDomain) {

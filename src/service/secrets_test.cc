@@ -270,7 +270,7 @@ class RewrapTest : public SecretsTest, public ::testing::WithParamInterface<std:
     Job j;
     j.verification_id = v.id;
     j.due_at = v.created_at;
-    ASSERT_TRUE(store_->CreateVerification(v, j, nullptr).ok());
+    ASSERT_TRUE(store_->CreateVerification(v, j, nullptr, {}).ok());
   }
 
   std::unique_ptr<Store> store_;
@@ -316,7 +316,7 @@ TEST_P(RewrapTest, ABlobThatCannotBeOpenedStopsTheRewrapNamingIt) {
   bad.code_sealed = *secrets->keyring.Seal(Bytes("x"), "another row", random_);
   Job j;
   j.verification_id = bad.id;
-  ASSERT_TRUE(store_->CreateVerification(bad, j, nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(bad, j, nullptr, {}).ok());
   auto report = RotateAndRewrap(key_file_, *store_, random_, milliseconds(0));
   EXPECT_EQ(report.status().code(), otp::StatusCode::kFailedPrecondition);
   EXPECT_NE(report.status().message().find("ver_2"), std::string::npos);

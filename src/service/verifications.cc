@@ -4,6 +4,7 @@
 #include <chrono>
 #include <future>
 
+#include "service/limits.h"
 #include "service/messages.h"
 #include "service/recipients.h"
 
@@ -15,6 +16,11 @@ namespace {
 
 int CeilSeconds(std::chrono::milliseconds ms) {
   return static_cast<int>((ms.count() + 999) / 1000);
+}
+
+// Retry-After for a limit that has room again at `at`: whole seconds, at least 1.
+int RetryAfter(otp::TimePoint at, otp::TimePoint now) {
+  return std::max(1, CeilSeconds(std::chrono::duration_cast<std::chrono::milliseconds>(at - now)));
 }
 
 }  // namespace
@@ -73,7 +79,7 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
       // A replay (rare): the id for Location is read back from the stored answer.
       const nlohmann::json stored = nlohmann::json::parse(r.response, nullptr, false);
       const std::string id = stored.is_object() ? stored.value("id", "") : "";
-      return StoredAnswer{r.response_status, r.response, true, id, ""};
+      return StoredAnswer{r.response_status, r.response, true, id, "", {}};
     }
   }
 
@@ -91,32 +97,43 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
   std::string region;
   auto to = NormaliseRecipient(req.to, to_is_email ? "email" : "sms", &region);
   if (!to.ok()) return to.error();
+  std::vector<std::string> flags;
+  // The phone number the pumping guard judges and counts: `to`, or else the
+  // first phone step's own number.
+  std::string guarded_number = to_is_email ? "" : *to;
+  std::string guarded_region = to_is_email ? "" : region;
   for (WorkflowStep& step : workflow) {
     if (!providers_.Carries(step.channel)) {
       return MakeError(ApiCode::kChannelNotAllowed,
                        "no provider is configured for channel " + step.channel);
     }
     const bool wants_email = step.channel == "email";
+    std::string step_region = region;
     if (!step.to.empty()) {
-      auto own = NormaliseRecipient(step.to, step.channel, nullptr);
+      auto own = NormaliseRecipient(step.to, step.channel, &step_region);
       if (!own.ok()) return own.error();
       step.to = *own;
+      if (guarded_number.empty() && IsPhoneChannel(step.channel)) {
+        guarded_number = step.to;
+        guarded_region = step_region;
+      }
     } else if ((wants_email && !to_is_email) || (IsPhoneChannel(step.channel) && to_is_email)) {
       return MakeError(ApiCode::kInvalidRecipient,
                        "channel " + step.channel + " needs " +
                            (wants_email ? "an email address" : "a phone number") +
                            ": give the step its own \"to\"");
     }
+    ApiError refused = Permit(app, step.channel, step_region, &flags);
+    if (!refused.ok()) return refused;
   }
-
-  // Starts per recipient per window (SECURITY.md 6).
-  const auto window = seconds(app.settings.starts_window_s);
-  auto starts = store_.CountStartsSince(app.id, *to, now - window);
-  if (!starts.ok()) return FromStoreStatus(starts.status());
-  if (*starts >= app.settings.starts_per_recipient) {
-    ApiError e = MakeError(ApiCode::kRateLimited, "too many verifications for this recipient");
-    e.retry_after_s = static_cast<int>(window.count());
-    return e;
+  std::optional<std::string> ip;
+  if (!req.ip.empty()) {
+    ip = IpLimitKey(req.ip);
+    if (!ip) {
+      ApiError e = MakeError(ApiCode::kInvalidRequest, "ip: must be an IPv4 or IPv6 address");
+      e.errors = {{"ip", "must be an IPv4 or IPv6 address"}};
+      return e;
+    }
   }
 
   Verification v;
@@ -141,7 +158,15 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
   v.max_checks = app.settings.max_checks;
   v.max_sends = app.settings.max_sends;
   v.metadata_json = req.metadata_json;
+  v.ip = ip.value_or("");
   v.created_at = v.updated_at = v.last_sent_at = now;
+  if (!guarded_number.empty()) {
+    ApiError refused = GuardPumping(app, guarded_number, guarded_region, now, &v);
+    if (!refused.ok()) return refused;
+  }
+  for (const std::string& f : flags) {
+    if (std::find(v.flags.begin(), v.flags.end(), f) == v.flags.end()) v.flags.push_back(f);
+  }
   v.expires_at = now + seconds(req.ttl_s.value_or(app.settings.ttl_s));
 
   Delivery first;
@@ -156,18 +181,96 @@ ApiResult<StoredAnswer> VerificationService::Start(const App& app, const StartRe
   job.advance = true;
   job.due_at = now;
 
-  StoredAnswer answer{201, VerificationJson(v).dump(), false, v.id, v.channel};
+  StoredAnswer answer{201, VerificationJson(v).dump(), false, v.id, v.channel, v.flags};
   IdempotencyRecord record;
   if (!req.idempotency_key.empty()) {
     record = {app.id, req.idempotency_key, req.body_hash, answer.body, 201, now};
   }
-  Status s = store_.CreateVerification(v, job, req.idempotency_key.empty() ? nullptr : &record);
-  if (s.code() == otp::StatusCode::kAlreadyExists && !req.idempotency_key.empty()) {
-    return Start(app, req);  // a concurrent twin stored the key first: replay its answer
+  // Starts per recipient and per end-user IP, counted in the store's
+  // transaction (SECURITY.md 6, 10, 30); a sandbox app has neither.
+  StartLimits limits;
+  if (!app.settings.sandbox) {
+    limits.max_per_recipient = app.settings.starts_per_recipient;
+    limits.recipient_since = now - seconds(app.settings.starts_window_s);
+    limits.max_per_ip = app.settings.starts_per_ip;
+    limits.ip_since = now - seconds(app.settings.ip_window_s);
   }
-  if (!s.ok()) return FromStoreStatus(s);
+  auto stored =
+      store_.CreateVerification(v, job, req.idempotency_key.empty() ? nullptr : &record, limits);
+  if (!stored.ok()) {
+    if (stored.status().code() == otp::StatusCode::kAlreadyExists && !req.idempotency_key.empty()) {
+      return Start(app, req);  // a concurrent twin stored the key first: replay its answer
+    }
+    return FromStoreStatus(stored.status());
+  }
+  if (stored->refusal != StartOutcome::Refusal::kNone) {
+    const bool by_ip = stored->refusal == StartOutcome::Refusal::kIp;
+    ApiError e =
+        MakeError(ApiCode::kRateLimited, by_ip ? "too many verifications from this IP"
+                                               : "too many verifications for this recipient");
+    e.guard = by_ip ? "ip" : "recipient";
+    e.retry_after_s = RetryAfter(stored->retry_at, now);
+    return e;
+  }
   if (on_queued_) on_queued_();
   return answer;
+}
+
+ApiError VerificationService::Permit(const App& app, const std::string& channel,
+                                     const std::string& region,
+                                     std::vector<std::string>* flags) const {
+  if (app.settings.sandbox) {
+    // A sandbox app reaches nobody: only `log` providers take its messages.
+    const auto carriers = providers_.ForChannel(channel);
+    if (std::none_of(carriers.begin(), carriers.end(),
+                     [](const Provider* p) { return p->config.type == "log"; })) {
+      return MakeError(ApiCode::kChannelNotAllowed,
+                       "sandbox apps deliver only through log providers; none carries " + channel);
+    }
+  }
+  if (!IsPhoneChannel(channel)) return ApiError{};
+  if (RegionAllowed(app.settings.geo, channel, region)) return ApiError{};
+  if (app.settings.geo.mode == "monitor") {
+    flags->push_back(kFlagCountryBlocked);
+    return ApiError{};
+  }
+  ApiError e = MakeError(ApiCode::kCountryBlocked,
+                         "this app does not send " + channel + " to " +
+                             (region.empty() ? std::string("numbers of no region") : region));
+  e.guard = kFlagCountryBlocked;
+  return e;
+}
+
+ApiError VerificationService::GuardPumping(const App& app, const std::string& e164,
+                                           const std::string& region, otp::TimePoint now,
+                                           Verification* v) {
+  const FraudPolicy& policy = app.settings.fraud;
+  if (app.settings.sandbox || policy.mode == "off") return ApiError{};
+  const std::string prefix = NumberPrefix(e164);
+  auto counts = store_.GetFraudCounts(app.id, prefix, region, e164, now - seconds(policy.window_s));
+  if (!counts.ok()) return FromStoreStatus(counts.status());
+  if (counts->safe_listed) return ApiError{};  // neither judged nor counted
+  v->guard_prefix = prefix;
+  v->guard_region = region;
+  const PumpingVerdict by_prefix =
+      JudgePumping(counts->prefix, policy.prefix_threshold, policy, now);
+  const PumpingVerdict by_region =
+      JudgePumping(counts->region, policy.region_threshold, policy, now);
+  if (!by_prefix.suspected && !by_region.suspected) return ApiError{};
+  if (policy.mode == "monitor") {
+    v->flags.push_back(kFlagPumpingSuspected);
+    return ApiError{};
+  }
+  ApiError e =
+      MakeError(ApiCode::kRateLimited,
+                std::string("too many unconfirmed verifications to numbers ") +
+                    (by_prefix.suspected ? "like this one" : "of this region") +
+                    " (SMS-pumping guard): starts are refused until more of them are confirmed");
+  e.guard = kFlagPumpingSuspected;
+  e.retry_after_s = RetryAfter(std::max(by_prefix.suspected ? by_prefix.retry_at : now,
+                                        by_region.suspected ? by_region.retry_at : now),
+                               now);
+  return e;
 }
 
 ApiResult<Verification> VerificationService::Get(const App& app, const std::string& id) {
@@ -255,7 +358,16 @@ ApiResult<Verification> VerificationService::Resend(const App& app, const std::s
   job.step = step_index;
   job.advance = false;  // a resend repeats the step; it does not move the workflow
   job.due_at = now;
-  auto t = store_.RecordResend(app.id, id, app.settings.resend_cooldown_s, d, job, now);
+  if (d.channel != step.channel || app.settings.sandbox) {
+    // Another channel has its own geo permissions (monitor-mode flags are kept
+    // only at start); a sandbox app's channel its log-only rule.
+    auto phone = IsPhoneChannel(d.channel) ? ParsePhoneNumber(d.to) : PhoneNumber{};
+    std::vector<std::string> flags;
+    ApiError refused = Permit(app, d.channel, phone.ok() ? phone->region : "", &flags);
+    if (!refused.ok()) return refused;
+  }
+  const int cooldown_s = app.settings.sandbox ? 0 : app.settings.resend_cooldown_s;
+  auto t = store_.RecordResend(app.id, id, cooldown_s, d, job, now);
   if (!t.ok()) return FromStoreStatus(t.status());
   switch (t->refusal) {
     case Transition::Refusal::kNone:
@@ -267,7 +379,7 @@ ApiResult<Verification> VerificationService::Resend(const App& app, const std::s
                        "this verification was sent " + std::to_string(t->send_count) + " times");
     case Transition::Refusal::kCooldown: {
       ApiError e = MakeError(ApiCode::kRateLimited, "wait before sending this code again");
-      const auto wait = t->last_sent_at + seconds(app.settings.resend_cooldown_s) - now;
+      const auto wait = t->last_sent_at + seconds(cooldown_s) - now;
       e.retry_after_s =
           std::max(1, CeilSeconds(std::chrono::duration_cast<std::chrono::milliseconds>(wait)));
       return e;

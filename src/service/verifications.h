@@ -29,6 +29,7 @@ struct StartRequest {
   std::optional<int> code_length;
   std::optional<int> ttl_s;
   std::string metadata_json = "{}";
+  std::string ip;               // the end user's IP as sent ("" = none); counted per IpLimitKey
   std::string idempotency_key;  // "" = none
   std::string body_hash;        // of the request body, for idempotency
 };
@@ -37,9 +38,10 @@ struct StartRequest {
 struct StoredAnswer {
   int http_status = 201;
   std::string body;
-  bool replayed = false;  // an Idempotency-Key replay: nothing new was started
-  std::string id;         // the verification's id (for Location)
-  std::string channel;    // its first channel (for metrics)
+  bool replayed = false;           // an Idempotency-Key replay: nothing new was started
+  std::string id;                  // the verification's id (for Location)
+  std::string channel;             // its first channel (for metrics)
+  std::vector<std::string> flags;  // what monitor-mode guards let through (for metrics)
 };
 
 struct CheckAnswer {
@@ -75,6 +77,14 @@ class VerificationService {
   ApiResult<std::string> NormaliseRecipient(const std::string& to, const std::string& channel,
                                             std::string* region) const;
   ApiError NotPending(const std::string& status) const;
+  // Geo permissions and the sandbox's log-only rule for one step's recipient;
+  // a monitored geo refusal adds its flag to `flags`.
+  ApiError Permit(const App& app, const std::string& channel, const std::string& region,
+                  std::vector<std::string>* flags) const;
+  // The SMS-pumping guard for a start to `e164`: sets v's guard keys (what the
+  // start counts in) and flags, or refuses.
+  ApiError GuardPumping(const App& app, const std::string& e164, const std::string& region,
+                        otp::TimePoint now, Verification* v);
 
   Store& store_;
   ProviderSet& providers_;

@@ -40,24 +40,33 @@ ProviderConfig Cfg(std::string name, std::vector<std::string> channels) {
 class VerificationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_.Register("scripted",
-                       [this](const ProviderConfig& c,
-                              ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
-                         auto p = std::make_unique<ScriptedProvider>();
-                         by_name_[c.name] = p.get();
-                         return std::unique_ptr<ChannelProvider>(std::move(p));
-                       });
-    auto set = ProviderSet::Create({Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}),
-                                    Cfg("mail", {"email"}), Cfg("voice", {"voice"})},
-                                   registry_, clock_);
+    registry_.Register("scripted", ScriptedFactory());
+    UseProviders({Cfg("sms1", {"sms"}), Cfg("sms2", {"sms"}), Cfg("mail", {"email"}),
+                  Cfg("voice", {"voice"})});
+    AppService apps(*store_, clock_, otp::SystemRandom());
+    app_ = apps.Create("shop", AppSettings{})->app;
+    other_ = apps.Create("other", AppSettings{})->app;
+  }
+
+  // Makes ScriptedProviders, each reachable by its name in by_name_.
+  ChannelFactory ScriptedFactory() {
+    return [this](const ProviderConfig& c,
+                  ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+      auto p = std::make_unique<ScriptedProvider>();
+      by_name_[c.name] = p.get();
+      return std::unique_ptr<ChannelProvider>(std::move(p));
+    };
+  }
+  // The service and dispatcher over these providers (replacing any before).
+  void UseProviders(const std::vector<ProviderConfig>& configs) {
+    auto set = ProviderSet::Create(configs, registry_, clock_);
     ASSERT_TRUE(set.ok());
+    dispatcher_.reset();
+    service_.reset();
     providers_ = std::make_unique<ProviderSet>(std::move(set).value());
     service_ = std::make_unique<VerificationService>(*store_, *providers_, secrets_, clock_,
                                                      otp::SystemRandom());
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_);
-    AppService apps(*store_, clock_, otp::SystemRandom());
-    app_ = apps.Create("shop", AppSettings{})->app;
-    other_ = apps.Create("other", AppSettings{})->app;
   }
 
   std::string StartId(StartRequest req) {
@@ -541,6 +550,242 @@ TEST(DispatcherTest, ProviderReportsReachTheStoreThroughTheSink) {
   sink->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"});
   dispatcher.Stop();  // applies what was received before stopping
   EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
+}
+
+// --- limits and fraud protection (SECURITY.md 6, 24, 29, 30)
+
+class GuardsTest : public VerificationsTest {
+ protected:
+  App Update(std::function<void(AppSettings&)> change) {
+    App a = app_;
+    change(a.settings);
+    EXPECT_TRUE(ValidateAppSettings(a.settings).ok());
+    EXPECT_TRUE(store_->UpdateApp(a).ok());
+    return a;
+  }
+  static std::vector<std::string> Flags(const StoredAnswer& a) {
+    return nlohmann::json::parse(a.body)["flags"].get<std::vector<std::string>>();
+  }
+};
+// Suites named after the SECURITY.md item they prove.
+class Sec6_GuardsTest : public GuardsTest {};
+class Sec29_GuardsTest : public GuardsTest {};
+class Sec30_GuardsTest : public GuardsTest {};
+
+TEST_F(Sec29_GuardsTest, GeoPermissionsBlockPerAppAndChannel) {
+  App app = Update([](AppSettings& s) { s.geo.all.allowed = {"GR", "CY"}; });
+  auto de = service_->Start(app, To("+4915123456789"));
+  ASSERT_FALSE(de.ok());
+  EXPECT_EQ(de.error().code, ApiCode::kCountryBlocked);
+  EXPECT_EQ(de.error().guard, kFlagCountryBlocked);
+  ASSERT_TRUE(service_->Start(app, To("+306912345678")).ok());
+  // Voice may not call Greece: a workflow with a voice step to a Greek number is refused whole.
+  app = Update([](AppSettings& s) {
+    s.geo.all.allowed = {"GR", "CY"};
+    s.geo.channels["voice"].blocked = {"GR"};
+  });
+  StartRequest both = To("+306912345679");
+  both.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
+  EXPECT_EQ(service_->Start(app, both).error().code, ApiCode::kCountryBlocked);
+  both.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}};
+  ASSERT_TRUE(service_->Start(app, both).ok());
+  // A resend on voice is refused too.
+  const std::string id = StartId(To("+306912345670"));
+  Deliver();
+  clock_.Advance(seconds(31));
+  EXPECT_EQ(service_->Resend(app, id, "voice").error().code, ApiCode::kCountryBlocked);
+  EXPECT_TRUE(service_->Resend(app, id, "sms").ok());
+}
+
+TEST_F(Sec29_GuardsTest, MonitorModeLetsItThroughFlagged) {
+  App app = Update([](AppSettings& s) {
+    s.geo.all.blocked = {"DE"};
+    s.geo.mode = "monitor";
+  });
+  auto de = service_->Start(app, To("+4915123456789"));
+  ASSERT_TRUE(de.ok()) << de.error().detail;
+  EXPECT_EQ(Flags(*de), std::vector<std::string>{kFlagCountryBlocked});
+  EXPECT_EQ(de->flags, std::vector<std::string>{kFlagCountryBlocked});
+  const std::string id = nlohmann::json::parse(de->body)["id"];
+  EXPECT_EQ(service_->Get(app, id)->flags, std::vector<std::string>{kFlagCountryBlocked});
+  auto gr = service_->Start(app, To("+306912345678"));
+  ASSERT_TRUE(gr.ok());
+  EXPECT_TRUE(Flags(*gr).empty());
+}
+
+TEST_F(Sec30_GuardsTest, StartsPerIpAcrossRecipients) {
+  App app = Update([](AppSettings& s) { s.starts_per_ip = 3; });
+  auto from = [&](const std::string& to, const std::string& ip) {
+    StartRequest r = To(to);
+    r.ip = ip;
+    return service_->Start(app, r);
+  };
+  ASSERT_TRUE(from("+306912340001", "198.51.100.7").ok());
+  ASSERT_TRUE(from("+306912340002", "198.51.100.7").ok());
+  clock_.Advance(seconds(100));
+  ASSERT_TRUE(from("+306912340003", "::ffff:198.51.100.7").ok());  // the same address
+  auto fourth = from("+306912340004", "198.51.100.7");
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_EQ(fourth.error().code, ApiCode::kRateLimited);
+  EXPECT_EQ(fourth.error().guard, "ip");
+  EXPECT_EQ(fourth.error().retry_after_s, 500);  // the first start leaves the 600 s window
+  EXPECT_TRUE(from("+306912340004", "198.51.100.8").ok());
+  EXPECT_TRUE(from("+306912340005", "").ok());
+  EXPECT_EQ(from("+306912340006", "not-an-ip").error().code, ApiCode::kInvalidRequest);
+  // IPv6 counts per /64.
+  ASSERT_TRUE(from("+306912340007", "2001:db8:0:1::1").ok());
+  ASSERT_TRUE(from("+306912340008", "2001:db8:0:1::2").ok());
+  ASSERT_TRUE(from("+306912340009", "2001:db8:0:1:ffff::3").ok());
+  EXPECT_EQ(from("+306912340010", "2001:db8:0:1::4").error().guard, "ip");
+}
+
+TEST_F(Sec6_GuardsTest, RetryAfterIsWhenTheOldestStartLeavesTheWindow) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(service_->Start(app_, To("+306912345678")).ok());
+    clock_.Advance(seconds(10));
+  }
+  auto sixth = service_->Start(app_, To("+306912345678"));
+  ASSERT_FALSE(sixth.ok());
+  EXPECT_EQ(sixth.error().guard, "recipient");
+  EXPECT_EQ(sixth.error().retry_after_s, 550);
+}
+
+TEST_F(Sec30_GuardsTest, PumpingGuardBlocksAPrefixWithinItsThreshold) {
+  App app = Update([](AppSettings& s) {
+    s.fraud.prefix_threshold = 5;
+    s.fraud.min_conversion_pct = 20;
+  });
+  // An attack on +30691234xxxx: 5 starts pass, the 6th is refused.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(service_->Start(app, To("+30691234" + std::to_string(1000 + i))).ok());
+  }
+  auto sixth = service_->Start(app, To("+306912349999"));
+  ASSERT_FALSE(sixth.ok());
+  EXPECT_EQ(sixth.error().code, ApiCode::kRateLimited);
+  EXPECT_EQ(sixth.error().guard, kFlagPumpingSuspected);
+  EXPECT_THAT(sixth.error().detail, ::testing::HasSubstr("SMS-pumping guard"));
+  // The starts were all in minute 0 of the window: clear when it leaves (≤ 1 h + 1 min).
+  EXPECT_GT(sixth.error().retry_after_s, 3600 - 60);
+  EXPECT_LE(sixth.error().retry_after_s, 3600 + 60);
+  // Other prefixes flow; a safe-listed number in the prefix goes through, uncounted.
+  EXPECT_TRUE(service_->Start(app, To("+306912350000")).ok());
+  ASSERT_TRUE(store_->AddSafeListEntry({app.id, "+306912349999", clock_.Now()}).ok());
+  auto safe = service_->Start(app, To("+306912349999"));
+  ASSERT_TRUE(safe.ok());
+  EXPECT_EQ(service_->Get(app, nlohmann::json::parse(safe->body)["id"])->guard_prefix, "");
+  // Another app is not affected.
+  EXPECT_TRUE(service_->Start(other_, To("+306912341999")).ok());
+  // After the window, the prefix flows again.
+  clock_.Advance(seconds(3600 + 60));
+  EXPECT_TRUE(service_->Start(app, To("+306912349998")).ok());
+}
+
+TEST_F(Sec30_GuardsTest, ApprovalsKeepAPrefixOpen) {
+  App app = Update([](AppSettings& s) {
+    s.fraud.prefix_threshold = 5;
+    s.fraud.min_conversion_pct = 20;
+  });
+  std::string first;
+  for (int i = 0; i < 5; ++i) {
+    auto r = service_->Start(app, To("+30691234" + std::to_string(1000 + i)));
+    ASSERT_TRUE(r.ok());
+    if (i == 0) first = nlohmann::json::parse(r->body)["id"];
+  }
+  // One of five approved (20 %): not under the floor.
+  Deliver();
+  std::string code;
+  for (const OutboundMessage& m : by_name_["sms1"]->sent) {
+    if (m.verification_id == first) code = m.code;
+  }
+  ASSERT_FALSE(code.empty());
+  ASSERT_TRUE(service_->Check(app, first, code)->valid);
+  EXPECT_TRUE(service_->Start(app, To("+306912342000")).ok());
+  // Now 1 of 6 (16 %): the next is refused.
+  EXPECT_EQ(service_->Start(app, To("+306912342001")).error().guard, kFlagPumpingSuspected);
+}
+
+TEST_F(Sec30_GuardsTest, MonitorModeFlagsAndOffCountsNothing) {
+  App app = Update([](AppSettings& s) {
+    s.fraud.prefix_threshold = 2;
+    s.fraud.mode = "monitor";
+  });
+  ASSERT_TRUE(service_->Start(app, To("+306912341000")).ok());
+  ASSERT_TRUE(service_->Start(app, To("+306912341001")).ok());
+  auto third = service_->Start(app, To("+306912341002"));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(Flags(*third), std::vector<std::string>{kFlagPumpingSuspected});
+  app = Update([](AppSettings& s) {
+    s.fraud.prefix_threshold = 2;
+    s.fraud.mode = "off";
+  });
+  auto off = service_->Start(app, To("+306912341003"));
+  ASSERT_TRUE(off.ok());
+  EXPECT_TRUE(Flags(*off).empty());
+  EXPECT_EQ(service_->Get(app, nlohmann::json::parse(off->body)["id"])->guard_prefix, "");
+}
+
+TEST_F(Sec30_GuardsTest, RegionThresholdJudgesAWholeRegion) {
+  App app = Update([](AppSettings& s) {
+    s.fraud.prefix_threshold = 1000;
+    s.fraud.region_threshold = 3;
+  });
+  ASSERT_TRUE(service_->Start(app, To("+306911110000")).ok());
+  ASSERT_TRUE(service_->Start(app, To("+306922220000")).ok());
+  ASSERT_TRUE(service_->Start(app, To("+306933330000")).ok());
+  auto fourth = service_->Start(app, To("+306944440000"));
+  ASSERT_FALSE(fourth.ok());
+  EXPECT_THAT(fourth.error().detail, ::testing::HasSubstr("of this region"));
+  EXPECT_TRUE(service_->Start(app, To("+35799123456")).ok());  // Cyprus
+}
+
+// A sandbox app: what it relaxes and what it still enforces.
+class Sec30_SandboxTest : public VerificationsTest {
+ protected:
+  void SetUp() override {
+    VerificationsTest::SetUp();
+    registry_.Register("log", ScriptedFactory());  // stands in for the log provider
+    UseProviders({{"carrier", "scripted", {"sms", "email"}, {}}, {"dev-log", "log", {"sms"}, {}}});
+    AppSettings s;
+    s.sandbox = true;
+    s.fraud.prefix_threshold = 1;
+    s.geo.all.blocked = {"DE"};
+    app_ = AppService(*store_, clock_, otp::SystemRandom()).Create("sandbox", s)->app;
+  }
+};
+
+TEST_F(Sec30_SandboxTest, DeliversOnlyThroughLogProviders) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(service_->Start(app_, To("+306912345678")).ok());
+  dispatcher_->RunOnce();
+  EXPECT_TRUE(by_name_["carrier"]->sent.empty());  // first in config order, skipped
+  EXPECT_EQ(by_name_["dev-log"]->sent.size(), 3u);
+  // Email has no log provider here: refused, not sent through the carrier.
+  StartRequest email = To("a@example.com");
+  email.channel = "email";
+  EXPECT_EQ(service_->Start(app_, email).error().code, ApiCode::kChannelNotAllowed);
+}
+
+TEST_F(Sec30_SandboxTest, RelaxesStartLimitsCooldownAndThePumpingGuard) {
+  // Per-recipient (5) and pumping threshold (1) do not apply...
+  std::string id;
+  for (int i = 0; i < 8; ++i) {
+    auto r = service_->Start(app_, To("+306912345678"));
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    id = nlohmann::json::parse(r->body)["id"];
+  }
+  dispatcher_->RunOnce();
+  // ... nor the resend cooldown, but max_sends does.
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(service_->Resend(app_, id, std::nullopt).ok());
+  EXPECT_EQ(service_->Resend(app_, id, std::nullopt).error().code, ApiCode::kMaxSendsReached);
+}
+
+TEST_F(Sec30_SandboxTest, StillEnforcesChecksGeoAndRecipients) {
+  EXPECT_EQ(service_->Start(app_, To("+4915123456789")).error().code, ApiCode::kCountryBlocked);
+  EXPECT_EQ(service_->Start(app_, To("+1234")).error().code, ApiCode::kInvalidRecipient);
+  auto r = service_->Start(app_, To("+306912345678"));
+  ASSERT_TRUE(r.ok());
+  const std::string id = nlohmann::json::parse(r->body)["id"];
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(service_->Check(app_, id, "000000x").ok());
+  EXPECT_EQ(service_->Get(app_, id)->status, kMaxChecksReached);
 }
 
 }  // namespace

@@ -40,6 +40,38 @@ struct WorkflowStep {
   bool operator==(const WorkflowStep&) const = default;
 };
 
+// ISO 3166 alpha-2 region lists of geo permissions (SPEC §6, SECURITY.md 29).
+struct CountryLists {
+  std::vector<std::string> allowed;  // non-empty: only these regions
+  std::vector<std::string> blocked;  // never these regions
+
+  bool operator==(const CountryLists&) const = default;
+};
+
+// Geo permissions of an app: the region libphonenumber gives a phone
+// recipient is checked on every phone channel's step.
+struct GeoPermissions {
+  CountryLists all;  // every phone channel
+  // A channel's own non-empty list replaces the matching list of `all` for it.
+  std::map<std::string, CountryLists> channels;
+  std::string mode = "block";  // "block": 403 country_blocked; "monitor": allowed and flagged
+
+  bool operator==(const GeoPermissions&) const = default;
+};
+
+// The SMS-pumping guard of an app (SECURITY.md 30): starts and approvals per
+// number prefix (the E.164 number without its last 4 digits) and per region,
+// over a sliding window of whole minutes.
+struct FraudPolicy {
+  std::string mode = "block";   // "block" (429 rate_limited) | "monitor" (flagged) | "off"
+  int prefix_threshold = 30;    // starts to one prefix in the window before its conversion counts
+  int region_threshold = 0;     // the same per region; 0 = counted and shown, never judged
+  int min_conversion_pct = 20;  // approved/started under this percentage blocks, 0..100
+  int window_s = 3600;          // 60..86400, a whole number of minutes
+
+  bool operator==(const FraudPolicy&) const = default;
+};
+
 // Per-app defaults and limits. Every field has a default, so an app created
 // with no options works.
 struct AppSettings {
@@ -52,6 +84,18 @@ struct AppSettings {
   int totp_window = 1;           // TOTP steps accepted either side of now, 0..10 (SPEC §4.2)
   int starts_per_recipient = 5;  // starts per recipient per window
   int starts_window_s = 600;
+  int starts_per_ip = 10;  // starts per end-user IP (the start's "ip") per ip_window_s; 0 = off
+  int ip_window_s = 600;
+  // Per-app request rate: a token bucket shared by every node, refilled at
+  // request_rate per second up to request_burst. 0 = off.
+  int request_rate = 100;
+  int request_burst = 200;
+  // Test mode: messages go only through `log` providers; the per-recipient and
+  // per-IP start limits, the resend cooldown and the pumping guard are relaxed
+  // (README "Limits and fraud protection" lists what still holds).
+  bool sandbox = false;
+  GeoPermissions geo;
+  FraudPolicy fraud;
   std::string webhook_url;  // empty = none
   // Message templates that replace the built-in ones, keyed "channel:locale"
   // (e.g. "sms:en"); mustache over the variables of SPEC §4.1.
@@ -59,6 +103,9 @@ struct AppSettings {
 
   bool operator==(const AppSettings&) const = default;
 };
+
+// "GR,CY" → {"GR", "CY"}: the items of a comma-separated list, empty ones skipped.
+std::vector<std::string> SplitCommaList(std::string_view text);
 
 // Serialises settings as a JSON object (the store keeps it as text).
 std::string AppSettingsToJson(const AppSettings& settings);
@@ -106,6 +153,10 @@ inline constexpr const char* kDeliveryUndelivered = "undelivered";
 inline constexpr const char* kDeliveryFailed = "failed";
 inline constexpr const char* kDeliveryCanceled = "canceled";
 
+// Verification flags (the `flags` array of the verification object).
+inline constexpr const char* kFlagCountryBlocked = "country_blocked";
+inline constexpr const char* kFlagPumpingSuspected = "pumping_suspected";
+
 struct Delivery {
   std::int64_t id = 0;
   int step = 0;  // workflow step index (resends repeat a step)
@@ -144,6 +195,13 @@ struct Verification {
   int max_checks = 5;
   int max_sends = 5;
   std::string metadata_json = "{}";
+  std::string ip;  // the end user's IP the start carried ("" = none)
+  // What a guard in monitor mode let through: kFlagCountryBlocked, kFlagPumpingSuspected.
+  std::vector<std::string> flags;
+  // The pumping-guard counters this verification counts in ("" = not counted:
+  // not a phone number, sandbox, guard off, or safe-listed).
+  std::string guard_prefix;
+  std::string guard_region;
   TimePoint expires_at;
   TimePoint created_at;
   TimePoint updated_at;
@@ -240,6 +298,14 @@ struct ThrottlePolicy {
 // The delay that follows the `failures`-th consecutive failure (0 s before
 // policy.free_failures).
 std::chrono::seconds ThrottleDelay(const ThrottlePolicy& policy, int failures);
+
+// Token-bucket arithmetic of Store::TakeRequestTokens, in thousandths of a
+// token: the bucket `milli` last written at `updated_at`, refilled at `rate`
+// tokens per second up to `burst` tokens by `now`.
+std::int64_t RefilledMilliTokens(std::int64_t milli, TimePoint updated_at, int rate, int burst,
+                                 TimePoint now);
+// When a bucket holding `milli` at `now` holds a whole token (rate > 0).
+TimePoint NextTokenAt(std::int64_t milli, int rate, TimePoint now);
 
 // Where an event stands in the webhook outbox.
 inline constexpr const char* kEventPending = "pending";      // to be sent (or retried)

@@ -153,6 +153,58 @@ struct FactorAttemptOutcome {
   bool locked_now = false;                 // this attempt locked the user
 };
 
+// Start limits checked and counted in CreateVerification's transaction, so that
+// concurrent starts cannot all pass (SECURITY.md 6, 10, 30).
+struct StartLimits {
+  int max_per_recipient = 0;  // starts of the app to v.to at or after recipient_since; 0 = none
+  TimePoint recipient_since{};
+  int max_per_ip = 0;  // starts of the app from v.ip at or after ip_since; 0 (or no ip) = none
+  TimePoint ip_since{};
+};
+
+struct StartOutcome {
+  enum class Refusal { kNone, kRecipient, kIp };
+  Refusal refusal = Refusal::kNone;  // kNone: stored
+  TimePoint retry_at{};              // refused: when the window has room again
+};
+
+// Pumping-guard counters (SECURITY.md 30): one bucket per whole minute.
+inline constexpr std::string_view kFraudScopePrefix = "prefix";
+inline constexpr std::string_view kFraudScopeRegion = "region";
+
+struct FraudBucket {
+  std::int64_t minute = 0;  // unix seconds / 60
+  int starts = 0;
+  int approvals = 0;
+};
+
+// What the guard reads before a start.
+struct FraudCounts {
+  std::vector<FraudBucket> prefix;  // oldest first
+  std::vector<FraudBucket> region;  // oldest first
+  bool safe_listed = false;         // an operator safe-listed the number or a prefix of it
+};
+
+// One prefix or region of an app, summed over a window (`otpctl fraud status`).
+struct FraudTotals {
+  std::string app_id;
+  std::string scope;  // kFraudScopePrefix | kFraudScopeRegion
+  std::string key;    // "+3069123" or "GR"
+  int starts = 0;
+  int approvals = 0;
+};
+
+struct SafeListEntry {
+  std::string app_id;
+  std::string entry;  // a whole E.164 number or a prefix of one
+  TimePoint created_at{};
+};
+
+struct TokenGrant {
+  int granted = 0;      // tokens taken, 0..want
+  TimePoint next_at{};  // granted == 0: when the next whole token is due
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -176,24 +228,27 @@ class Store {
   virtual Result<App> AppForKeyHash(std::string_view key_hash) = 0;
 
   // --- verifications
-  virtual Result<int> CountStartsSince(std::string_view app_id, std::string_view to,
-                                       TimePoint since) = 0;
   // The record for (app, key) created at or after `not_before`, if any.
   virtual Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view app_id,
                                                                   std::string_view key,
                                                                   TimePoint not_before) = 0;
   // Stores `v` with its first delivery (v.deliveries[0], queued) and the job
-  // that sends it, plus `idempotency` if given, in one transaction.
+  // that sends it, plus `idempotency` if given, in one transaction, unless
+  // `limits` refuse it (counted in that transaction: concurrent starts cannot
+  // all pass). A stored start counts in the pumping-guard buckets of
+  // v.guard_prefix and v.guard_region (when not empty) at v.created_at.
   // AlreadyExists if the idempotency key was stored meanwhile.
-  virtual Status CreateVerification(const Verification& v, const Job& first_job,
-                                    const IdempotencyRecord* idempotency) = 0;
+  virtual Result<StartOutcome> CreateVerification(const Verification& v, const Job& first_job,
+                                                  const IdempotencyRecord* idempotency,
+                                                  const StartLimits& limits) = 0;
   // With deliveries. An empty app_id matches any app (dispatcher use).
   virtual Result<Verification> GetVerification(std::string_view app_id, std::string_view id) = 0;
   // The newest pending verification of the app for `to`; NotFound if none.
   virtual Result<Verification> NewestPending(std::string_view app_id, std::string_view to) = 0;
 
   // One check, in one transaction: compares `code_hash` with the stored hash in
-  // constant time and spends a check; a right code approves, the max_checks-th
+  // constant time and spends a check; a right code approves (and counts an
+  // approval in the verification's pumping-guard buckets), the max_checks-th
   // wrong code moves to max_checks_reached. Refused (kNotPending) unless pending
   // and now < expires_at (an overdue verification is moved to expired).
   virtual Result<Transition> RecordCheck(std::string_view app_id, std::string_view id,
@@ -217,6 +272,28 @@ class Store {
   // Moves a pending verification past expires_at to expired.
   virtual Result<Transition> ExpireIfDue(std::string_view app_id, std::string_view id,
                                          TimePoint now) = 0;
+
+  // --- request rate and the pumping guard
+  // Takes up to `want` whole tokens from the app's request bucket, refilled
+  // at `rate` per second up to `burst` (full at first use), atomically across
+  // every node sharing the store.
+  virtual Result<TokenGrant> TakeRequestTokens(std::string_view app_id, int rate, int burst,
+                                               int want, TimePoint now) = 0;
+  // The app's buckets for `prefix` and `region` from the minute of `since` on
+  // (either may be "": none read), and whether `number` is safe-listed.
+  virtual Result<FraudCounts> GetFraudCounts(std::string_view app_id, std::string_view prefix,
+                                             std::string_view region, std::string_view number,
+                                             TimePoint since) = 0;
+  // Every prefix and region of `app_id` with starts from the minute of
+  // `since` on, summed; most starts first.
+  virtual Result<std::vector<FraudTotals>> ListFraudTotals(std::string_view app_id,
+                                                           TimePoint since) = 0;
+  // Safe-lists a number or prefix for the app (idempotent).
+  virtual Status AddSafeListEntry(const SafeListEntry& entry) = 0;
+  // NotFound when the entry was not safe-listed.
+  virtual Status RemoveSafeListEntry(std::string_view app_id, std::string_view entry) = 0;
+  // The app's entries (empty app_id: every app's), by app and entry.
+  virtual Result<std::vector<SafeListEntry>> ListSafeList(std::string_view app_id) = 0;
 
   // --- delivery jobs
   // Claims up to `limit` jobs due at `now`, leasing them until `lease_until`.

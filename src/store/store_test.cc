@@ -110,7 +110,7 @@ TEST_P(StoreTest, AppsAndKeys) {
 
 TEST_P(StoreTest, VerificationIsScopedToItsApp) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto got = store_->GetVerification("app_a", "ver_1");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->workflow, v.workflow);
@@ -125,7 +125,7 @@ TEST_P(StoreTest, VerificationIsScopedToItsApp) {
 
 TEST_P(StoreTest, ChecksCountAndApproveOnce) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto t = store_->RecordCheck("app_a", "ver_1", "wrong", now_);
   ASSERT_TRUE(t.ok());
   EXPECT_TRUE(t->applied);
@@ -146,7 +146,7 @@ TEST_P(StoreTest, ChecksCountAndApproveOnce) {
 
 TEST_P(StoreTest, MaxChecksReached) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   for (int i = 1; i <= 5; ++i) {
     auto t = store_->RecordCheck("app_a", "ver_1", "wrong", now_);
     ASSERT_TRUE(t->applied);
@@ -158,7 +158,7 @@ TEST_P(StoreTest, MaxChecksReached) {
 TEST_P(StoreTest, ConcurrentChecksCountOneByOne) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   v.max_checks = 1000;
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   std::atomic<int> approved{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
@@ -180,7 +180,7 @@ TEST_P(StoreTest, ConcurrentChecksCountOneByOne) {
 
 TEST_P(StoreTest, ExpiryIsAppliedOnTheWay) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto t = store_->RecordCheck("app_a", "ver_1", "hash", v.expires_at);
   EXPECT_FALSE(t->applied);
   EXPECT_EQ(t->status, kExpired);
@@ -190,7 +190,7 @@ TEST_P(StoreTest, ExpiryIsAppliedOnTheWay) {
 TEST_P(StoreTest, ResendRespectsCooldownAndMaxSends) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   v.max_sends = 2;
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   Delivery d = v.deliveries[0];
   Job j = FirstJob(v, now_);
   j.advance = false;
@@ -208,7 +208,7 @@ TEST_P(StoreTest, ResendRespectsCooldownAndMaxSends) {
 
 TEST_P(StoreTest, JobsAreClaimedOnceWithALease) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   EXPECT_EQ(**store_->NextJobDue(), now_);
   auto jobs = store_->ClaimJobs(now_, now_ + seconds(60), 10);
   ASSERT_EQ(jobs->size(), 1u);
@@ -272,7 +272,7 @@ void SendStep(Store& store, const Job& job, const std::string& message_id, TimeP
 
 TEST_P(StoreTest, EachProviderTriedIsOneDelivery) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto jobs = store_->ClaimJobs(now_, now_ + seconds(60), 10);
   JobOutcome o;
   o.job = jobs->at(0);
@@ -301,7 +301,7 @@ TEST_P(StoreTest, EachProviderTriedIsOneDelivery) {
 
 TEST_P(StoreTest, DeliveredReportMarksTheDeliveryOnce) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
   const TimePoint later = now_ + seconds(5);
   auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryDelivered, "DELIVRD"}}, later);
@@ -329,7 +329,7 @@ TEST_P(StoreTest, DeliveredReportMarksTheDeliveryOnce) {
 
 TEST_P(StoreTest, UndeliveredReportBringsTheNextStepForward) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
   const TimePoint later = now_ + seconds(5);
   EXPECT_TRUE(store_->ClaimJobs(later, later + seconds(60), 10)->empty());
@@ -352,7 +352,7 @@ TEST_P(StoreTest, UndeliveredReportBringsTheNextStepForward) {
 
 TEST_P(StoreTest, AFailedLastStepIsNotUndeliverableWhenAnEarlierOneGotThrough) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
   const TimePoint due = now_ + seconds(60);
   SendStep(*store_, store_->ClaimJobs(due, due + seconds(60), 10)->at(0), "m2", due, false);
@@ -364,7 +364,7 @@ TEST_P(StoreTest, AFailedLastStepIsNotUndeliverableWhenAnEarlierOneGotThrough) {
 
 TEST_P(StoreTest, AReportThatBeatsTheSendIsAppliedWhenTheSendIsRecorded) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto job = store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0);
   auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryUndelivered, "UNDELIV"}}, now_);
   EXPECT_FALSE(out->at(0).matched);
@@ -377,7 +377,7 @@ TEST_P(StoreTest, AReportThatBeatsTheSendIsAppliedWhenTheSendIsRecorded) {
 
 TEST_P(StoreTest, ReportsAfterTheVerificationLeftPendingFireNothing) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   SendStep(*store_, store_->ClaimJobs(now_, now_ + seconds(60), 10)->at(0), "m1", now_, true);
   ASSERT_TRUE(store_->Cancel("app_a", "ver_1", now_).ok());
   auto out = store_->ApplyDeliveryReports({{"p", "m1", kDeliveryFailed, ""}}, now_);
@@ -389,7 +389,7 @@ TEST_P(StoreTest, ReportsAfterTheVerificationLeftPendingFireNothing) {
 
 TEST_P(StoreTest, UndeliverableOnlyFromPending) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   auto jobs = store_->ClaimJobs(now_, now_ + seconds(60), 10);
   JobOutcome o;
   o.job = jobs->at(0);
@@ -405,13 +405,13 @@ TEST_P(StoreTest, UndeliverableOnlyFromPending) {
 TEST_P(StoreTest, IdempotencyRecords) {
   Verification v = MakeVerification("ver_1", "app_a", now_);
   IdempotencyRecord r{"app_a", "k1", "bodyhash", "{\"id\":\"ver_1\"}", 201, now_};
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), &r).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), &r, {}).ok());
   auto got = store_->GetIdempotency("app_a", "k1", now_ - std::chrono::hours(24));
   ASSERT_TRUE(got->has_value());
   EXPECT_EQ((*got)->response, r.response);
   EXPECT_FALSE(store_->GetIdempotency("app_b", "k1", now_ - std::chrono::hours(24))->has_value());
   Verification v2 = MakeVerification("ver_2", "app_a", now_);
-  EXPECT_EQ(store_->CreateVerification(v2, FirstJob(v2, now_), &r).code(),
+  EXPECT_EQ(store_->CreateVerification(v2, FirstJob(v2, now_), &r, {}).status().code(),
             otp::StatusCode::kAlreadyExists);
   // Nothing of the refused twin was stored.
   EXPECT_EQ(store_->GetVerification("app_a", "ver_2").status().code(), otp::StatusCode::kNotFound);
@@ -420,12 +420,175 @@ TEST_P(StoreTest, IdempotencyRecords) {
 TEST_P(StoreTest, NewestPendingAndStartCounts) {
   Verification a = MakeVerification("ver_1", "app_a", now_);
   Verification b = MakeVerification("ver_2", "app_a", now_ + seconds(1));
-  ASSERT_TRUE(store_->CreateVerification(a, FirstJob(a, now_), nullptr).ok());
-  ASSERT_TRUE(store_->CreateVerification(b, FirstJob(b, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(a, FirstJob(a, now_), nullptr, {}).ok());
+  ASSERT_TRUE(store_->CreateVerification(b, FirstJob(b, now_), nullptr, {}).ok());
   EXPECT_EQ(store_->NewestPending("app_a", a.to)->id, "ver_2");
   EXPECT_EQ(store_->NewestPending("app_b", a.to).status().code(), otp::StatusCode::kNotFound);
-  EXPECT_EQ(*store_->CountStartsSince("app_a", a.to, now_), 2);
-  EXPECT_EQ(*store_->CountStartsSince("app_a", a.to, now_ + seconds(1)), 1);
+}
+
+// --- limits and the pumping guard (SECURITY.md 6, 10, 30): suites named after the item.
+class Sec6_StoreTest : public StoreTest {};
+class Sec10_StoreTest : public StoreTest {};
+class Sec30_StoreTest : public StoreTest {};
+
+TEST_P(Sec6_StoreTest, StartsPerRecipientAreCountedOverASlidingWindow) {
+  StartLimits limits;
+  limits.max_per_recipient = 2;
+  auto start = [&](const std::string& id, const std::string& app, TimePoint at) {
+    Verification v = MakeVerification(id, app, at);
+    limits.recipient_since = at - seconds(600);
+    return store_->CreateVerification(v, FirstJob(v, at), nullptr, limits);
+  };
+  ASSERT_EQ(start("ver_1", "app_a", now_)->refusal, StartOutcome::Refusal::kNone);
+  ASSERT_EQ(start("ver_2", "app_a", now_ + seconds(100))->refusal, StartOutcome::Refusal::kNone);
+  auto third = start("ver_3", "app_a", now_ + seconds(200));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->refusal, StartOutcome::Refusal::kRecipient);
+  // Room comes when the oldest start leaves the 600 s window.
+  EXPECT_EQ(third->retry_at, now_ + seconds(600));
+  EXPECT_EQ(store_->GetVerification("app_a", "ver_3").status().code(), otp::StatusCode::kNotFound);
+  // Another app has its own count.
+  EXPECT_EQ(start("ver_4", "app_b", now_ + seconds(200))->refusal, StartOutcome::Refusal::kNone);
+  // At the window's end the oldest no longer counts.
+  EXPECT_EQ(start("ver_5", "app_a", now_ + seconds(601))->refusal, StartOutcome::Refusal::kNone);
+}
+
+TEST_P(Sec30_StoreTest, StartsPerIpAreCountedAcrossRecipients) {
+  StartLimits limits;
+  limits.max_per_ip = 2;
+  limits.ip_since = now_ - seconds(600);
+  auto start = [&](const std::string& id, const std::string& to, const std::string& ip) {
+    Verification v = MakeVerification(id, "app_a", now_);
+    v.to = to;
+    v.ip = ip;
+    return store_->CreateVerification(v, FirstJob(v, now_), nullptr, limits);
+  };
+  EXPECT_EQ(start("ver_1", "+306900000001", "192.0.2.1")->refusal, StartOutcome::Refusal::kNone);
+  EXPECT_EQ(start("ver_2", "+306900000002", "192.0.2.1")->refusal, StartOutcome::Refusal::kNone);
+  auto third = start("ver_3", "+306900000003", "192.0.2.1");
+  EXPECT_EQ(third->refusal, StartOutcome::Refusal::kIp);
+  EXPECT_EQ(third->retry_at, now_ + seconds(600));
+  EXPECT_EQ(start("ver_4", "+306900000004", "192.0.2.2")->refusal, StartOutcome::Refusal::kNone);
+  EXPECT_EQ(start("ver_5", "+306900000005", "")->refusal, StartOutcome::Refusal::kNone);
+}
+
+TEST_P(Sec10_StoreTest, ConcurrentStartsNeverPassTheRecipientLimit) {
+  StartLimits limits;
+  limits.max_per_recipient = 5;
+  limits.recipient_since = now_ - seconds(600);
+  std::atomic<int> stored{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back([&, i] {
+      Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now_);
+      auto r = store_->CreateVerification(v, FirstJob(v, now_), nullptr, limits);
+      if (r.ok() && r->refusal == StartOutcome::Refusal::kNone) ++stored;
+      if (r.ok() && r->refusal == StartOutcome::Refusal::kRecipient) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(stored.load(), 5);
+  EXPECT_EQ(refused.load(), 15);
+}
+
+TEST_P(StoreTest, RequestBucketStartsFullRefillsAndSaysWhenTheNextTokenIsDue) {
+  // rate 10/s, burst 20.
+  auto take = [&](int want, TimePoint at) {
+    auto g = store_->TakeRequestTokens("app_a", 10, 20, want, at);
+    EXPECT_TRUE(g.ok());
+    return *g;
+  };
+  EXPECT_EQ(take(15, now_).granted, 15);
+  EXPECT_EQ(take(15, now_).granted, 5);
+  TokenGrant none = take(15, now_);
+  EXPECT_EQ(none.granted, 0);
+  EXPECT_EQ(none.next_at, now_ + std::chrono::milliseconds(100));
+  EXPECT_EQ(take(15, now_ + std::chrono::milliseconds(350)).granted, 3);  // 3.5 refilled
+  EXPECT_EQ(take(15, now_ + std::chrono::milliseconds(400)).granted, 1);  // the half + 0.5
+  EXPECT_EQ(take(100, now_ + seconds(3600)).granted, 20);                 // capped at burst
+  // Buckets are per app.
+  EXPECT_EQ(store_->TakeRequestTokens("app_b", 10, 20, 20, now_)->granted, 20);
+}
+
+TEST_P(Sec30_StoreTest, PumpingCountersCountStartsAndOnlyApprovals) {
+  auto start = [&](const std::string& id, const std::string& prefix, TimePoint at) {
+    Verification v = MakeVerification(id, "app_a", at);
+    v.guard_prefix = prefix;
+    v.guard_region = prefix.empty() ? "" : "GR";
+    ASSERT_EQ(store_->CreateVerification(v, FirstJob(v, at), nullptr, {})->refusal,
+              StartOutcome::Refusal::kNone);
+  };
+  start("ver_1", "+30691234", now_);
+  start("ver_2", "+30691234", now_ + seconds(61));
+  start("ver_3", "+30691234", now_ + seconds(62));
+  start("ver_4", "+30699999", now_);
+  start("ver_5", "", now_);  // not counted (safe-listed, sandbox, guard off)
+  ASSERT_TRUE(store_->RecordCheck("app_a", "ver_2", "wrong", now_ + seconds(70))->applied);
+  ASSERT_TRUE(store_->RecordCheck("app_a", "ver_2", "hash", now_ + seconds(70))->applied);
+  ASSERT_TRUE(store_->RecordCheck("app_a", "ver_5", "hash", now_ + seconds(70))->applied);
+
+  auto counts = store_->GetFraudCounts("app_a", "+30691234", "GR", "+306912340000", now_);
+  ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+  const std::int64_t m0 = otp::ToUnixSeconds(now_) / 60;
+  ASSERT_EQ(counts->prefix.size(), 2u);
+  EXPECT_EQ(counts->prefix[0].minute, m0);
+  EXPECT_EQ(counts->prefix[0].starts, 1);
+  EXPECT_EQ(counts->prefix[0].approvals, 0);
+  EXPECT_EQ(counts->prefix[1].minute, m0 + 1);
+  EXPECT_EQ(counts->prefix[1].starts, 2);
+  EXPECT_EQ(counts->prefix[1].approvals, 1);  // the wrong code wrote no approval
+  int region_starts = 0;
+  for (const FraudBucket& b : counts->region) region_starts += b.starts;
+  EXPECT_EQ(region_starts, 4);
+  EXPECT_FALSE(counts->safe_listed);
+  // From a later minute on, the first minute is left out.
+  EXPECT_EQ(store_->GetFraudCounts("app_a", "+30691234", "", "", now_ + seconds(60))->prefix.size(),
+            1u);
+  EXPECT_TRUE(store_->GetFraudCounts("app_b", "+30691234", "GR", "", now_)->prefix.empty());
+
+  auto totals = store_->ListFraudTotals("app_a", now_);
+  ASSERT_TRUE(totals.ok());
+  ASSERT_EQ(totals->size(), 3u);  // the prefix, the region and the other prefix
+  EXPECT_EQ((*totals)[0].scope, kFraudScopeRegion);
+  EXPECT_EQ((*totals)[0].starts, 4);
+  EXPECT_EQ((*totals)[1].key, "+30691234");
+  EXPECT_EQ((*totals)[1].starts, 3);
+  EXPECT_EQ((*totals)[1].approvals, 1);
+}
+
+TEST_P(Sec30_StoreTest, SafeListMatchesNumbersAndPrefixesPerApp) {
+  ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+3069123", now_}).ok());
+  ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+3069123", now_}).ok());  // idempotent
+  ASSERT_TRUE(store_->AddSafeListEntry({"app_a", "+306999999999", now_}).ok());
+  auto safe = [&](const std::string& app, const std::string& number) {
+    return store_->GetFraudCounts(app, "", "", number, now_)->safe_listed;
+  };
+  EXPECT_TRUE(safe("app_a", "+306912345678"));
+  EXPECT_TRUE(safe("app_a", "+306999999999"));
+  EXPECT_FALSE(safe("app_a", "+306999999998"));
+  EXPECT_FALSE(safe("app_a", "+3069124"));
+  EXPECT_FALSE(safe("app_b", "+306912345678"));
+  EXPECT_EQ(store_->ListSafeList("app_a")->size(), 2u);
+  EXPECT_EQ(store_->ListSafeList("")->size(), 2u);
+  ASSERT_TRUE(store_->RemoveSafeListEntry("app_a", "+3069123").ok());
+  EXPECT_EQ(store_->RemoveSafeListEntry("app_a", "+3069123").code(), otp::StatusCode::kNotFound);
+  EXPECT_FALSE(safe("app_a", "+306912345678"));
+}
+
+TEST_P(StoreTest, IpAndFlagsAreStoredWithTheVerification) {
+  Verification v = MakeVerification("ver_1", "app_a", now_);
+  v.ip = "192.0.2.7";
+  v.flags = {kFlagCountryBlocked, kFlagPumpingSuspected};
+  v.guard_prefix = "+30691234";
+  v.guard_region = "GR";
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
+  auto got = store_->GetVerification("app_a", "ver_1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->ip, v.ip);
+  EXPECT_EQ(got->flags, v.flags);
+  EXPECT_EQ(got->guard_prefix, v.guard_prefix);
+  EXPECT_EQ(got->guard_region, v.guard_region);
 }
 
 TEST_P(StoreTest, SealedValuesAreListedAndReplacedConditionally) {
@@ -434,7 +597,7 @@ TEST_P(StoreTest, SealedValuesAreListedAndReplacedConditionally) {
   for (int i = 0; i < 5; ++i) {
     Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now_);
     v.code_sealed = (i < 3 ? "v1.mold." : "v1.mnew.") + std::to_string(i);
-    ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+    ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
     ids.push_back(v.id);
   }
   // A verification that left pending holds no sealed code any more.
@@ -902,6 +1065,9 @@ TEST_P(StoreTest, FactorAndHardwareTokenSecretsAreSealedValues) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec6_StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec10_StoreTest, ::testing::Values("sqlite", "memory"));
+INSTANTIATE_TEST_SUITE_P(Backends, Sec30_StoreTest, ::testing::Values("sqlite", "memory"));
 
 // --- webhook outbox, verification events, audit (issue 5) ----------------------
 
@@ -1169,7 +1335,7 @@ TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
     ASSERT_TRUE(s.ok());
     ASSERT_TRUE((*s)->CreateApp(MakeApp("app_a", now)).ok());
     Verification v = MakeVerification("ver_1", "app_a", now);
-    ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
+    ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
     ASSERT_TRUE((*s)->RecordCheck("app_a", "ver_1", "wrong", now).ok());
     EXPECT_TRUE((*s)->Migrate().ok());  // a second run changes nothing
   }
@@ -1192,7 +1358,7 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE((*a)->CreateApp(MakeApp("app_a", now)).ok());
   Verification v = MakeVerification("ver_1", "app_a", now);
-  ASSERT_TRUE((*a)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
+  ASSERT_TRUE((*a)->CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
   EXPECT_TRUE((*b)->RecordCheck("app_a", "ver_1", "hash", now)->applied);
   EXPECT_FALSE((*a)->RecordCheck("app_a", "ver_1", "hash", now)->applied);
   EXPECT_EQ((*a)->ClaimJobs(now, now + seconds(60), 10)->size(), 0u);
@@ -1219,6 +1385,23 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(db_size(), before + 100'000) << "no checkpoint reached the database file";
+}
+
+TEST(Sec8_SqliteStoreTest, OneRequestBucketIsSharedByTwoNodes) {
+  // Two store objects on one file stand in for two otpd nodes: the bucket is
+  // one, so together they are granted no more than it holds.
+  const std::string path = TempDbPath();
+  const TimePoint now = otp::FromUnixMillis(1'700'000'000'000);
+  auto a = OpenStore("sqlite://" + path);
+  auto b = OpenStore("sqlite://" + path);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->CreateApp(MakeApp("app_a", now)).ok());
+  int granted = 0;
+  for (int i = 0; i < 10; ++i) {
+    granted += (*a)->TakeRequestTokens("app_a", 1, 25, 4, now)->granted;
+    granted += (*b)->TakeRequestTokens("app_a", 1, 25, 4, now)->granted;
+  }
+  EXPECT_EQ(granted, 25);
 }
 
 TEST(OpenStoreTest, RefusesUnknownSchemes) {

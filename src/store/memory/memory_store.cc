@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include "otp/crypto.h"
 #include "otp/sealing.h"
@@ -76,16 +77,6 @@ class MemoryStore final : public Store {
     return otp::NotFound("unknown key");
   }
 
-  Result<int> CountStartsSince(std::string_view app_id, std::string_view to,
-                               TimePoint since) override {
-    std::lock_guard lock(mu_);
-    int n = 0;
-    for (const auto& [id, v] : verifications_) {
-      if (v.app_id == app_id && v.to == to && v.created_at >= since) ++n;
-    }
-    return n;
-  }
-
   Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view app_id,
                                                           std::string_view key,
                                                           TimePoint not_before) override {
@@ -97,9 +88,33 @@ class MemoryStore final : public Store {
     return std::optional<IdempotencyRecord>(it->second);
   }
 
-  Status CreateVerification(const Verification& v, const Job& first_job,
-                            const IdempotencyRecord* idem) override {
+  Result<StartOutcome> CreateVerification(const Verification& v, const Job& first_job,
+                                          const IdempotencyRecord* idem,
+                                          const StartLimits& limits) override {
     std::lock_guard lock(mu_);
+    // The same rule as the SQLite backend: room comes when the
+    // (n - max + 1)-th oldest start in the window leaves it.
+    auto full = [&](auto matches, int max, TimePoint since) -> std::optional<TimePoint> {
+      std::vector<TimePoint> in_window;
+      for (const auto& [id, o] : verifications_) {
+        if (o.app_id == v.app_id && matches(o) && o.created_at >= since) {
+          in_window.push_back(o.created_at);
+        }
+      }
+      if (static_cast<int>(in_window.size()) < max) return std::nullopt;
+      std::sort(in_window.begin(), in_window.end());
+      return in_window[in_window.size() - static_cast<std::size_t>(max)] + (v.created_at - since);
+    };
+    if (limits.max_per_recipient > 0) {
+      auto retry = full([&](const Verification& o) { return o.to == v.to; },
+                        limits.max_per_recipient, limits.recipient_since);
+      if (retry) return StartOutcome{StartOutcome::Refusal::kRecipient, *retry};
+    }
+    if (limits.max_per_ip > 0 && !v.ip.empty()) {
+      auto retry = full([&](const Verification& o) { return o.ip == v.ip; }, limits.max_per_ip,
+                        limits.ip_since);
+      if (retry) return StartOutcome{StartOutcome::Refusal::kIp, *retry};
+    }
     if (idem != nullptr) {
       auto k = std::make_pair(idem->app_id, idem->key);
       auto it = idempotency_.find(k);
@@ -120,7 +135,9 @@ class MemoryStore final : public Store {
     }
     AddAudit(VerificationAudit(v.app_id, "api", "verification.start", v.id, "started", v.to,
                                v.created_at, "channel " + v.channel));
-    return Status::Ok();
+    CountFraud(v.app_id, kFraudScopePrefix, v.guard_prefix, v.created_at, 1, 0);
+    CountFraud(v.app_id, kFraudScopeRegion, v.guard_region, v.created_at, 1, 0);
+    return StartOutcome{};
   }
 
   Result<Verification> GetVerification(std::string_view app_id, std::string_view id) override {
@@ -169,6 +186,10 @@ class MemoryStore final : public Store {
       v->status = kMaxChecksReached;
     }
     v->updated_at = now;
+    if (correct) {
+      CountFraud(v->app_id, kFraudScopePrefix, v->guard_prefix, now, 0, 1);
+      CountFraud(v->app_id, kFraudScopeRegion, v->guard_region, now, 0, 1);
+    }
     Transition t = Applied(*v);
     t.correct = correct;
     t.channel = v->channel;
@@ -255,6 +276,93 @@ class MemoryStore final : public Store {
     t.applied = false;
     if (v->status != kPending) t.refusal = Transition::Refusal::kNotPending;
     return t;
+  }
+
+  Result<TokenGrant> TakeRequestTokens(std::string_view app_id, int rate, int burst, int want,
+                                       TimePoint now) override {
+    std::lock_guard lock(mu_);
+    auto it = buckets_.find(std::string(app_id));
+    std::int64_t milli = std::int64_t{burst} * 1000;  // a new bucket starts full
+    if (it != buckets_.end()) {
+      milli = RefilledMilliTokens(it->second.first, it->second.second, rate, burst, now);
+    }
+    TokenGrant g;
+    g.granted = static_cast<int>(std::min<std::int64_t>(want, milli / 1000));
+    milli -= std::int64_t{g.granted} * 1000;
+    if (g.granted == 0) g.next_at = NextTokenAt(milli, rate, now);
+    buckets_[std::string(app_id)] = {milli, now};
+    return g;
+  }
+
+  Result<FraudCounts> GetFraudCounts(std::string_view app_id, std::string_view prefix,
+                                     std::string_view region, std::string_view number,
+                                     TimePoint since) override {
+    std::lock_guard lock(mu_);
+    const std::int64_t from = otp::ToUnixSeconds(since) / 60;
+    auto buckets = [&](std::string_view scope, std::string_view key) {
+      std::vector<FraudBucket> out;
+      if (key.empty()) return out;
+      for (const auto& [k, b] : fraud_) {  // ordered by minute within a key
+        if (std::get<0>(k) == app_id && std::get<1>(k) == scope && std::get<2>(k) == key &&
+            b.minute >= from) {
+          out.push_back(b);
+        }
+      }
+      return out;
+    };
+    FraudCounts out;
+    out.prefix = buckets(kFraudScopePrefix, prefix);
+    out.region = buckets(kFraudScopeRegion, region);
+    for (const auto& [k, e] : safelist_) {
+      if (k.first == app_id && !number.empty() && number.starts_with(k.second)) {
+        out.safe_listed = true;
+      }
+    }
+    return out;
+  }
+
+  Result<std::vector<FraudTotals>> ListFraudTotals(std::string_view app_id,
+                                                   TimePoint since) override {
+    std::lock_guard lock(mu_);
+    const std::int64_t from = otp::ToUnixSeconds(since) / 60;
+    std::map<std::pair<std::string, std::string>, FraudTotals> sums;
+    for (const auto& [k, b] : fraud_) {
+      if (std::get<0>(k) != app_id || b.minute < from) continue;
+      FraudTotals& t = sums[{std::get<1>(k), std::get<2>(k)}];
+      t.app_id = std::get<0>(k);
+      t.scope = std::get<1>(k);
+      t.key = std::get<2>(k);
+      t.starts += b.starts;
+      t.approvals += b.approvals;
+    }
+    std::vector<FraudTotals> out;
+    for (auto& [k, t] : sums) out.push_back(std::move(t));
+    std::stable_sort(out.begin(), out.end(), [](const FraudTotals& a, const FraudTotals& b) {
+      return a.starts > b.starts;
+    });
+    return out;
+  }
+
+  Status AddSafeListEntry(const SafeListEntry& e) override {
+    std::lock_guard lock(mu_);
+    safelist_.emplace(std::pair(e.app_id, e.entry), e);
+    return Status::Ok();
+  }
+
+  Status RemoveSafeListEntry(std::string_view app_id, std::string_view entry) override {
+    std::lock_guard lock(mu_);
+    return safelist_.erase({std::string(app_id), std::string(entry)}) == 1
+               ? Status::Ok()
+               : otp::NotFound("not safe-listed");
+  }
+
+  Result<std::vector<SafeListEntry>> ListSafeList(std::string_view app_id) override {
+    std::lock_guard lock(mu_);
+    std::vector<SafeListEntry> out;
+    for (const auto& [k, e] : safelist_) {
+      if (app_id.empty() || k.first == app_id) out.push_back(e);
+    }
+    return out;
   }
 
   Result<std::vector<Job>> ClaimJobs(TimePoint now, TimePoint lease_until, int limit) override {
@@ -957,6 +1065,17 @@ class MemoryStore final : public Store {
     return out;
   }
 
+  // Adds to one pumping-guard bucket ("" key: nothing). Under mu_.
+  void CountFraud(const std::string& app_id, std::string_view scope, const std::string& key,
+                  TimePoint at, int starts, int approvals) {
+    if (key.empty()) return;
+    const std::int64_t minute = otp::ToUnixSeconds(at) / 60;
+    FraudBucket& b = fraud_[{app_id, std::string(scope), key, minute}];
+    b.minute = minute;
+    b.starts += starts;
+    b.approvals += approvals;
+  }
+
   static bool IsSealedKind(std::string_view kind) {
     return std::find(std::begin(kSealedKinds), std::end(kSealedKinds), kind) !=
            std::end(kSealedKinds);
@@ -998,6 +1117,9 @@ class MemoryStore final : public Store {
   std::int64_t next_event_id_ = 0;
   std::vector<AuditEntry> audit_;
   std::map<std::string, HardwareToken> tokens_;
+  std::map<std::string, std::pair<std::int64_t, TimePoint>> buckets_;  // milli-tokens, updated
+  std::map<std::tuple<std::string, std::string, std::string, std::int64_t>, FraudBucket> fraud_;
+  std::map<std::pair<std::string, std::string>, SafeListEntry> safelist_;
   std::int64_t next_id_ = 0;
 };
 

@@ -237,6 +237,38 @@ ALTER TABLE apps ADD COLUMN webhook_disabled_at INTEGER;
 ALTER TABLE apps ADD COLUMN webhook_disabled_reason TEXT NOT NULL DEFAULT '';
 CREATE INDEX verifications_by_expiry ON verifications(expires_at);
 )sql",
+    // 5 (after the webhooks' 4): limits and the pumping guard. The end user's
+    // IP, monitor-mode flags and pumping-guard keys of each verification;
+    // per-app request buckets; per-minute start/approval counters per number
+    // prefix and region; the operators' safe-list.
+    R"sql(
+ALTER TABLE verifications ADD COLUMN ip TEXT NOT NULL DEFAULT '';
+ALTER TABLE verifications ADD COLUMN flags TEXT NOT NULL DEFAULT '';
+ALTER TABLE verifications ADD COLUMN guard_prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE verifications ADD COLUMN guard_region TEXT NOT NULL DEFAULT '';
+CREATE INDEX verifications_by_ip ON verifications(app_id, ip, created_at) WHERE ip <> '';
+CREATE TABLE request_buckets (
+  app_id TEXT PRIMARY KEY,
+  milli_tokens INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE fraud_counters (
+  app_id TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  minute INTEGER NOT NULL,
+  starts INTEGER NOT NULL,
+  approvals INTEGER NOT NULL,
+  PRIMARY KEY (app_id, scope, key, minute)
+);
+CREATE INDEX fraud_counters_by_minute ON fraud_counters(minute);
+CREATE TABLE fraud_safelist (
+  app_id TEXT NOT NULL,
+  entry TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (app_id, entry)
+);
+)sql",
 };
 
 constexpr const char* kEventColumns =
@@ -257,6 +289,12 @@ Event ReadEvent(Stmt& s) {
   e.last_error = s.Text(9);
   return e;
 }
+
+// Counters older than the longest window (FraudPolicy::window_s ≤ 1 day) are
+// dropped a few rows at a time as starts come in.
+constexpr std::int64_t kFraudKeepMinutes = 24 * 60;
+
+std::int64_t MinuteOf(TimePoint t) { return otp::ToUnixSeconds(t) / 60; }
 
 constexpr const char* kFactorColumns =
     "id, app_id, user_id, type, status, secret_sealed, algorithm, digits, period, counter, "
@@ -314,7 +352,15 @@ void Drain(Stmt& s) {
 constexpr const char* kVerificationColumns =
     "id, app_id, recipient, status, channel, locale, workflow, code_hash, "
     "COALESCE(code_sealed, ''), current_step, send_count, check_count, max_checks, max_sends, "
-    "metadata, expires_at, created_at, updated_at, last_sent_at";
+    "metadata, expires_at, created_at, updated_at, last_sent_at, ip, flags, guard_prefix, "
+    "guard_region";
+
+// Flags are otpd's own identifiers: stored comma-joined (read back with SplitCommaList).
+std::string JoinFlags(const std::vector<std::string>& flags) {
+  std::string out;
+  for (const std::string& f : flags) out += (out.empty() ? "" : ",") + f;
+  return out;
+}
 
 // The columns ReadApp reads, in its order.
 #define OTPD_APP_COLUMNS(t)                                                                   \
@@ -342,6 +388,10 @@ Verification ReadVerification(Stmt& s) {
   v.created_at = At(s.Int(16));
   v.updated_at = At(s.Int(17));
   v.last_sent_at = At(s.Int(18));
+  v.ip = s.Text(19);
+  v.flags = SplitCommaList(s.Text(20));
+  v.guard_prefix = s.Text(21);
+  v.guard_region = s.Text(22);
   return v;
 }
 
@@ -532,18 +582,6 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<int> CountStartsSince(std::string_view app_id, std::string_view to,
-                               TimePoint since) override {
-    return Read<int>([&](Db& db) -> Result<int> {
-      Stmt s = db.Prepare(
-          "SELECT COUNT(*) FROM verifications WHERE app_id = ? AND recipient = ? AND "
-          "created_at >= ?");
-      s.BindAll(app_id, to, Ms(since));
-      s.Step();
-      return static_cast<int>(s.Int(0));
-    });
-  }
-
   Result<std::optional<IdempotencyRecord>> GetIdempotency(std::string_view app_id,
                                                           std::string_view key,
                                                           TimePoint not_before) override {
@@ -565,9 +603,26 @@ class SqliteStore final : public Store {
     });
   }
 
-  Status CreateVerification(const Verification& v, const Job& first_job,
-                            const IdempotencyRecord* idem) override {
-    return Write([&](Db& db) -> Status {
+  Result<StartOutcome> CreateVerification(const Verification& v, const Job& first_job,
+                                          const IdempotencyRecord* idem,
+                                          const StartLimits& limits) override {
+    return WriteResult<StartOutcome>([&](Db& db) -> Result<StartOutcome> {
+      // Counted in this transaction (the writer's): concurrent starts queue behind it.
+      if (limits.max_per_recipient > 0) {
+        auto oldest = WindowFull(db, "recipient", v.app_id, v.to, limits.recipient_since,
+                                 limits.max_per_recipient);
+        if (oldest) {
+          return StartOutcome{StartOutcome::Refusal::kRecipient,
+                              *oldest + (v.created_at - limits.recipient_since)};
+        }
+      }
+      if (limits.max_per_ip > 0 && !v.ip.empty()) {
+        auto oldest = WindowFull(db, "ip", v.app_id, v.ip, limits.ip_since, limits.max_per_ip);
+        if (oldest) {
+          return StartOutcome{StartOutcome::Refusal::kIp,
+                              *oldest + (v.created_at - limits.ip_since)};
+        }
+      }
       if (idem != nullptr) {
         // An expired record (older than the replay window) gives way to the new one.
         db.Prepare("DELETE FROM idempotency_keys WHERE app_id = ? AND key = ? AND created_at < ?")
@@ -583,12 +638,14 @@ class SqliteStore final : public Store {
       db.Prepare(
             "INSERT INTO verifications (id, app_id, recipient, status, channel, locale, workflow, "
             "code_hash, code_sealed, current_step, send_count, check_count, max_checks, "
-            "max_sends, metadata, expires_at, created_at, updated_at, last_sent_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            "max_sends, metadata, expires_at, created_at, updated_at, last_sent_at, ip, flags, "
+            "guard_prefix, guard_region) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
           .BindAll(v.id, v.app_id, v.to, v.status, v.channel, v.locale, WorkflowToJson(v.workflow),
                    v.code_hash, v.code_sealed, v.current_step, v.send_count, v.check_count,
                    v.max_checks, v.max_sends, v.metadata_json, Ms(v.expires_at), Ms(v.created_at),
-                   Ms(v.updated_at), Ms(v.last_sent_at))
+                   Ms(v.updated_at), Ms(v.last_sent_at), v.ip, JoinFlags(v.flags), v.guard_prefix,
+                   v.guard_region)
           .Exec();
       for (const Delivery& d : v.deliveries) {
         const std::int64_t delivery_id = InsertDelivery(db, v.id, d);
@@ -598,7 +655,121 @@ class SqliteStore final : public Store {
       }
       InsertAudit(db, VerificationAudit(v.app_id, "api", "verification.start", v.id, "started",
                                         v.to, v.created_at, "channel " + v.channel));
+      const std::int64_t minute = MinuteOf(v.created_at);
+      CountFraud(db, v.app_id, kFraudScopePrefix, v.guard_prefix, minute, 1, 0);
+      CountFraud(db, v.app_id, kFraudScopeRegion, v.guard_region, minute, 1, 0);
+      if (!v.guard_prefix.empty() || !v.guard_region.empty()) {
+        db.Prepare(
+              "DELETE FROM fraud_counters WHERE rowid IN ("
+              "  SELECT rowid FROM fraud_counters WHERE minute < ? LIMIT 16)")
+            .Bind(1, minute - kFraudKeepMinutes)
+            .Exec();
+      }
+      return StartOutcome{};
+    });
+  }
+
+  Result<TokenGrant> TakeRequestTokens(std::string_view app_id, int rate, int burst, int want,
+                                       TimePoint now) override {
+    return WriteResult<TokenGrant>([&](Db& db) -> Result<TokenGrant> {
+      std::int64_t milli = std::int64_t{burst} * 1000;  // a new bucket starts full
+      Stmt s = db.Prepare("SELECT milli_tokens, updated_at FROM request_buckets WHERE app_id = ?");
+      s.Bind(1, app_id);
+      if (s.Step()) milli = RefilledMilliTokens(s.Int(0), At(s.Int(1)), rate, burst, now);
+      Drain(s);
+      TokenGrant g;
+      g.granted = static_cast<int>(std::min<std::int64_t>(want, milli / 1000));
+      milli -= std::int64_t{g.granted} * 1000;
+      if (g.granted == 0) g.next_at = NextTokenAt(milli, rate, now);
+      db.Prepare(
+            "INSERT INTO request_buckets (app_id, milli_tokens, updated_at) VALUES (?1, ?2, ?3) "
+            "ON CONFLICT (app_id) DO UPDATE SET milli_tokens = ?2, updated_at = ?3")
+          .BindAll(app_id, milli, Ms(now))
+          .Exec();
+      return g;
+    });
+  }
+
+  Result<FraudCounts> GetFraudCounts(std::string_view app_id, std::string_view prefix,
+                                     std::string_view region, std::string_view number,
+                                     TimePoint since) override {
+    return Read<FraudCounts>([&](Db& db) -> Result<FraudCounts> {
+      ReadTxn txn(db);
+      FraudCounts out;
+      auto buckets = [&](std::string_view scope, std::string_view key) {
+        std::vector<FraudBucket> b;
+        if (key.empty()) return b;
+        Stmt s = db.Prepare(
+            "SELECT minute, starts, approvals FROM fraud_counters WHERE app_id = ? AND scope = ? "
+            "AND key = ? AND minute >= ? ORDER BY minute");
+        s.BindAll(app_id, scope, key, MinuteOf(since));
+        while (s.Step()) {
+          b.push_back({s.Int(0), static_cast<int>(s.Int(1)), static_cast<int>(s.Int(2))});
+        }
+        return b;
+      };
+      out.prefix = buckets(kFraudScopePrefix, prefix);
+      out.region = buckets(kFraudScopeRegion, region);
+      if (!number.empty()) {
+        Stmt s = db.Prepare(
+            "SELECT 1 FROM fraud_safelist WHERE app_id = ?1 AND "
+            "substr(?2, 1, length(entry)) = entry LIMIT 1");
+        s.BindAll(app_id, number);
+        out.safe_listed = s.Step();
+        Drain(s);
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<FraudTotals>> ListFraudTotals(std::string_view app_id,
+                                                   TimePoint since) override {
+    using R = std::vector<FraudTotals>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT app_id, scope, key, SUM(starts) AS n, SUM(approvals) FROM fraud_counters "
+          "WHERE app_id = ? AND minute >= ? GROUP BY app_id, scope, key "
+          "ORDER BY n DESC, scope, key");
+      s.BindAll(app_id, MinuteOf(since));
+      R out;
+      while (s.Step()) {
+        out.push_back({s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)),
+                       static_cast<int>(s.Int(4))});
+      }
+      return out;
+    });
+  }
+
+  Status AddSafeListEntry(const SafeListEntry& e) override {
+    return Write([&](Db& db) -> Status {
+      db.Prepare(
+            "INSERT INTO fraud_safelist (app_id, entry, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (app_id, entry) DO NOTHING")
+          .BindAll(e.app_id, e.entry, Ms(e.created_at))
+          .Exec();
       return Status::Ok();
+    });
+  }
+
+  Status RemoveSafeListEntry(std::string_view app_id, std::string_view entry) override {
+    return Write([&](Db& db) -> Status {
+      const int n = db.Prepare("DELETE FROM fraud_safelist WHERE app_id = ? AND entry = ?")
+                        .BindAll(app_id, entry)
+                        .Exec();
+      return n == 1 ? Status::Ok() : otp::NotFound("not safe-listed");
+    });
+  }
+
+  Result<std::vector<SafeListEntry>> ListSafeList(std::string_view app_id) override {
+    using R = std::vector<SafeListEntry>;
+    return Read<R>([&](Db& db) -> Result<R> {
+      Stmt s = db.Prepare(
+          "SELECT app_id, entry, created_at FROM fraud_safelist WHERE ?1 = '' OR app_id = ?1 "
+          "ORDER BY app_id, entry");
+      s.Bind(1, app_id);
+      R out;
+      while (s.Step()) out.push_back({s.Text(0), s.Text(1), At(s.Int(2))});
+      return out;
     });
   }
 
@@ -1592,8 +1763,58 @@ class SqliteStore final : public Store {
     if (t.status != kPending) {
       LeavePending(db, id, now);
       InsertVerificationEvent(db, id, "verification." + t.status, now);
+      if (t.status == kApproved) CountApproval(db, id, now);
     }
     return t;
+  }
+
+  // An approval counts in the pumping-guard buckets the verification's start
+  // counted in (only on approval: a wrong code writes nothing more).
+  static void CountApproval(Db& db, std::string_view id, TimePoint now) {
+    Stmt s =
+        db.Prepare("SELECT app_id, guard_prefix, guard_region FROM verifications WHERE id = ?");
+    s.Bind(1, id);
+    if (!s.Step()) return;
+    const std::string app_id = s.Text(0), prefix = s.Text(1), region = s.Text(2);
+    Drain(s);
+    CountFraud(db, app_id, kFraudScopePrefix, prefix, MinuteOf(now), 0, 1);
+    CountFraud(db, app_id, kFraudScopeRegion, region, MinuteOf(now), 0, 1);
+  }
+
+  // Adds to one pumping-guard bucket ("" key: nothing).
+  static void CountFraud(Db& db, std::string_view app_id, std::string_view scope,
+                         std::string_view key, std::int64_t minute, int starts, int approvals) {
+    if (key.empty()) return;
+    db.Prepare(
+          "INSERT INTO fraud_counters (app_id, scope, key, minute, starts, approvals) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (app_id, scope, key, minute) DO UPDATE "
+          "SET starts = starts + ?5, approvals = approvals + ?6")
+        .BindAll(app_id, scope, key, minute, starts, approvals)
+        .Exec();
+  }
+
+  // nullopt when fewer than `max` starts of the app have `column` = `value`
+  // from `since` on; else the creation time of the start whose leaving the
+  // window makes room. `column` is "recipient" or "ip".
+  static std::optional<TimePoint> WindowFull(Db& db, const char* column, std::string_view app_id,
+                                             std::string_view value, TimePoint since, int max) {
+    // "<> ''" lets SQLite use the partial index verifications_by_ip.
+    const std::string where = std::string(" FROM verifications WHERE app_id = ?1 AND ") + column +
+                              " = ?2 AND " + column + " <> '' AND created_at >= ?3";
+    Stmt count = db.Prepare("SELECT COUNT(*)" + where);
+    count.BindAll(app_id, value, Ms(since));
+    count.Step();
+    const std::int64_t n = count.Int(0);
+    Drain(count);
+    if (n < max) return std::nullopt;
+    // Room comes when the (n - max + 1)-th oldest start leaves the window.
+    Stmt oldest =
+        db.Prepare("SELECT created_at" + where + " ORDER BY created_at LIMIT 1 OFFSET ?4");
+    oldest.BindAll(app_id, value, Ms(since), n - max);
+    oldest.Step();
+    const TimePoint leaves = At(oldest.Int(0));
+    Drain(oldest);
+    return leaves;
   }
 
   static std::int64_t InsertDelivery(Db& db, std::string_view verification_id, const Delivery& d) {
