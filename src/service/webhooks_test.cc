@@ -184,7 +184,7 @@ class SenderTest : public ::testing::Test {
     Job j;
     j.verification_id = id;
     j.due_at = clock_.Now();
-    ASSERT_TRUE(store_->CreateVerification(v, j, nullptr).ok());
+    ASSERT_TRUE(store_->CreateVerification(v, j, nullptr, {}).ok());
     ASSERT_TRUE(store_->Cancel(app_.id, id, clock_.Now())->applied);
   }
 
@@ -337,7 +337,7 @@ TEST_F(SenderTest, TheSweepExpiresOverdueVerificationsWithTheirEvent) {
   Job j;
   j.verification_id = v.id;
   j.due_at = clock_.Now();
-  ASSERT_TRUE(store_->CreateVerification(v, j, nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, j, nullptr, {}).ok());
   EXPECT_EQ(sender_.SweepExpired(), 0);
   clock_.Advance(seconds(600));
   EXPECT_EQ(sender_.SweepExpired(), 1);

@@ -1095,7 +1095,7 @@ class WebhookStoreTest : public StoreTest {
   Verification Start(const std::string& id, TimePoint at) {
     Verification v = MakeVerification(id, "app_a", at);
     v.metadata_json = R"({"order":"A-17"})";
-    EXPECT_TRUE(store_->CreateVerification(v, FirstJob(v, at), nullptr).ok());
+    EXPECT_TRUE(store_->CreateVerification(v, FirstJob(v, at), nullptr, {}).ok());
     return v;
   }
 };
@@ -1174,7 +1174,7 @@ TEST_P(WebhookStoreTest, EachWayOutOfPendingWritesItsEvent) {
 
 TEST_P(WebhookStoreTest, EventsOfAppsWithoutAnEnabledWebhookAreSkipped) {
   Verification v = MakeVerification("ver_b", "app_b", now_);
-  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr).ok());
+  ASSERT_TRUE(store_->CreateVerification(v, FirstJob(v, now_), nullptr, {}).ok());
   ASSERT_TRUE(store_->Cancel("app_b", "ver_b", now_)->applied);
   auto events = store_->ListEvents("app_b", 0, 10);
   ASSERT_EQ(events->size(), 1u);
@@ -1379,7 +1379,7 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   for (int i = 0; i < 3000; ++i) {  // each in its own commit: well over 1000 WAL pages
     Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now);
     v.to = "+30691" + std::to_string(1000000 + i);
-    ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr).ok());
+    ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
   }
   for (int i = 0; i < 100 && db_size() <= before; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -32,11 +32,14 @@ def raw_request(port, data, timeout=10.0):
 
 
 def table_counts(db_path):
-    """Rows in every table of otpd's SQLite store."""
+    """Rows in every table of otpd's SQLite store, but the per-app request
+    buckets: every request, a refused one too, spends the app's request rate
+    (so a flood of bad requests is limited like any other)."""
     db = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
     try:
         names = [r[0] for r in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name <> 'request_buckets'")]
         return {n: db.execute('SELECT COUNT(*) FROM "%s"' % n).fetchone()[0] for n in names}
     finally:
         db.close()
