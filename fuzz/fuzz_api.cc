@@ -122,7 +122,7 @@ struct World {
     dispatcher = std::make_unique<Dispatcher>(*store, *providers, secrets, clock, &metrics);
     ApiOptions options;
     options.log_requests = false;
-    api = std::make_unique<Api>(*store, *apps, *verifications, *factors, metrics, clock, options);
+    api = std::make_unique<Api>(*store, *apps, *verifications, *factors, metrics, options);
     api->ServeDeliveryReports(*providers, *dispatcher);
 
     auto app = apps->Create("fuzz", AppSettings{});
