@@ -192,7 +192,8 @@ HttpRequest ParseInput(std::string_view input) {
 }
 
 bool Mentions(const HttpRequest& r, const std::string& secret) {
-  if (r.target.find(secret) != std::string::npos || r.body.find(secret) != std::string::npos) {
+  if (r.method.find(secret) != std::string::npos || r.target.find(secret) != std::string::npos ||
+      r.body.find(secret) != std::string::npos) {
     return true;
   }
   for (const auto& [name, value] : r.headers) {
