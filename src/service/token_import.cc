@@ -371,9 +371,9 @@ Result<std::optional<std::string>> PlainDataValue(const xmlNode* data, std::stri
 // Reads the encryption parts of one KeyPackage and removes what libpskc cannot
 // parse (an encrypted Secret), so that libpskc reads the rest strictly.
 // RFC 6030 allows each child of a KeyPackage, Key, Data and of Data's values
-// (Secret, Counter, ...) once. A repeated one would be read by libpskc but not
-// by the checks here, which look at the first (a second, plaintext <Secret>
-// after an encrypted one), and libpskc leaks the value it replaces.
+// (Secret, Counter, ...) once. A repeated one makes the file ambiguous: the
+// checks here read the first, libpskc silently replaces it with the last (and
+// leaks the one it replaces).
 Status NoRepeatedElements(const xmlNode* parent, std::size_t index) {
   std::set<std::string_view> seen;
   for (const xmlNode* c = parent->children; c != nullptr; c = c->next) {

@@ -610,9 +610,9 @@ TEST(PskcTest, NotPskcRefused) {
   EXPECT_THAT(ErrorOf(ParsePskc(PlainFile({k}), o)), HasSubstr("libpskc"));
 }
 
-// SECURITY.md 16. Found by fuzz_pskc: a <Data> with two <Secret>s. The checks
-// here read the first, libpskc the last (leaking the first), so a plaintext
-// secret could follow an encrypted one without --allow-plaintext.
+// SECURITY.md 16. Found by fuzz_pskc: a <Data> with two <Secret>s (an
+// encrypted one and a plaintext one) was imported with the second silently
+// dropped, and libpskc leaked its value. An ambiguous file is refused whole.
 TEST(Sec16Pskc, RepeatedElementsInAKeyRefused) {
   const Bytes key = RandomBytes(16);
   KeySpec k{"SN-1", "k", "hotp", RandomBytes(20), "", ""};
