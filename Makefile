@@ -6,12 +6,15 @@
 #   make bench  libotp micro-benchmarks, the HTTP load and the SMPP delivery benchmarks
 #               (figures, not pass/fail)
 #   make asan   build and run every test under AddressSanitizer + UBSan
+#   make fuzz   build the libFuzzer targets (preset fuzz, clang) and run each for
+#               FUZZ_SECONDS (default 60); `make test` runs them 10 s each
 #   make format apply clang-format to every source file
 
 JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
 export CTEST_OUTPUT_ON_FAILURE = 1
 
-.PHONY: deps build run test asan bench format clean
+.PHONY: deps build run test asan fuzz bench format clean
 
 deps:
 	@scripts/install-deps
@@ -28,12 +31,20 @@ test: deps
 	cmake --preset dev >/dev/null
 	cmake --build --preset dev -j $(JOBS)
 	ctest --preset dev -j $(JOBS) --timeout 600
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	$(MAKE) --no-print-directory asan
 
 asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS) --timeout 900
+
+# Only the fuzz targets and the libraries they link are built (build/fuzz/).
+# New inputs land in build/fuzz/fuzz/work/<target>/corpus, crashes beside it.
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --preset fuzz -j $(JOBS) --timeout $$(( $(FUZZ_SECONDS) * 2 + 300 ))
 
 bench: build
 	cmake --build --preset release -j $(JOBS) --target otp_bench store_bench

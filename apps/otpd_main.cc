@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   const std::string log_path = providers->LogPath();
   if (config->ListenIsLoopback()) api_options.inbox_path = log_path;
   otpd::FactorService factors(**store, secrets, clock, random);
-  otpd::Api api(**store, apps, verifications, factors, metrics, clock, api_options);
+  otpd::Api api(**store, apps, verifications, factors, metrics, api_options);
   api.ServeDeliveryReports(*providers, dispatcher);
   auto webhook_transport = otpd::NewCurlWebhookTransport();
   otpd::WebhookSender webhooks(**store, config->webhooks, clock, random, *webhook_transport,

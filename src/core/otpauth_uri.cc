@@ -30,7 +30,9 @@ Result<T> ParseNumber(std::string_view text, T min, T max, const char* what) {
 std::string BuildOtpAuthUri(const OtpAuthUri& uri) {
   std::string out(kScheme);
   out += uri.type == OtpType::kHotp ? "hotp/" : "totp/";
-  if (!uri.issuer.empty()) {
+  // Without an issuer, an account holding ':' gets an empty issuer prefix:
+  // Parse reads an escaped colon as the separator when the label has no literal one.
+  if (!uri.issuer.empty() || uri.account.find(':') != std::string::npos) {
     out += PercentEncode(uri.issuer);
     out += ':';
   }

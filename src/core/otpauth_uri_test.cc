@@ -69,6 +69,23 @@ TEST(OtpAuthUriTest, RoundTrips) {
   ExpectRoundTrip(hotp);
 }
 
+// Found by fuzz_otpauth_uri: "otpauth://totp/:a%3Ab?..." parses to no issuer
+// and the account "a:b", which was built again as "a%3Ab" and then read as
+// issuer "a", account "b".
+TEST(OtpAuthUriTest, AccountWithColonAndNoIssuerRoundTrips) {
+  Result<OtpAuthUri> parsed = ParseOtpAuthUri("otpauth://totp/:a%3Ab?secret=JBSWY3DPEHPK3PXP");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->issuer, "");
+  EXPECT_EQ(parsed->account, "a:b");
+  ExpectRoundTrip(*parsed);
+  EXPECT_EQ(BuildOtpAuthUri(*parsed).substr(0, 22), "otpauth://totp/:a%3Ab?");
+
+  OtpAuthUri colon = Sample();
+  colon.issuer.clear();
+  colon.account = "Co:john@example.com";
+  ExpectRoundTrip(colon);
+}
+
 TEST(OtpAuthUriTest, ParsesGoogleAuthenticatorExample) {
   Result<OtpAuthUri> uri = ParseOtpAuthUri(
       "otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example");

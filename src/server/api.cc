@@ -93,7 +93,9 @@ bool Match(const std::vector<std::string_view>& want, const std::vector<std::str
 HttpResponse Json(int status, const json& body) {
   HttpResponse r;
   r.status = status;
-  r.body = body.dump();
+  // Problem details may quote request bytes (a method, a header) that are not
+  // UTF-8: they are replaced (U+FFFD) rather than thrown on.
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
@@ -316,13 +318,12 @@ ApiResult<CheckRequest> ParseCheck(const HttpRequest& req, bool by_recipient) {
 }  // namespace
 
 Api::Api(Store& store, AppService& apps, VerificationService& verifications, FactorService& factors,
-         Metrics& metrics, otp::Clock& clock, ApiOptions options)
+         Metrics& metrics, ApiOptions options)
     : store_(store),
       apps_(apps),
       verifications_(verifications),
       factors_(factors),
       metrics_(metrics),
-      clock_(clock),
       options_(std::move(options)) {}
 
 const std::vector<RouteInfo>& Api::Routes() { return kRoutes; }

@@ -36,7 +36,7 @@ struct ApiOptions {
 class Api {
  public:
   Api(Store& store, AppService& apps, VerificationService& verifications, FactorService& factors,
-      Metrics& metrics, otp::Clock& clock, ApiOptions options);
+      Metrics& metrics, ApiOptions options);
 
   HttpResponse Handle(const HttpRequest& request);
 
@@ -80,7 +80,6 @@ class Api {
   VerificationService& verifications_;
   FactorService& factors_;
   Metrics& metrics_;
-  otp::Clock& clock_;
   ApiOptions options_;
   ProviderSet* providers_ = nullptr;
   Dispatcher* dispatcher_ = nullptr;

@@ -72,8 +72,7 @@ class ApiTest : public ::testing::Test {
     options.inbox_path = log_path_;
     options.log_requests = false;
     factors_ = std::make_unique<FactorService>(*store_, secrets_, clock_, otp::SystemRandom());
-    api_ = std::make_unique<Api>(*store_, apps_, *verifications_, *factors_, metrics_, clock_,
-                                 options);
+    api_ = std::make_unique<Api>(*store_, apps_, *verifications_, *factors_, metrics_, options);
     dispatcher_ = std::make_unique<Dispatcher>(*store_, *providers_, secrets_, clock_, &metrics_);
     api_->ServeDeliveryReports(*providers_, *dispatcher_);
     metrics_.AttachDeliveryState(store_.get(), providers_.get());
@@ -673,6 +672,17 @@ TEST_F(ApiTest, Sec22ACodeOrKeyInTheQueryIsNeverRead) {
   ExpectProblem(Call("GET", "/v1/verifications/" + id + "?api_key=" + key_a_, "", ""), 401,
                 "unauthorized");
   EXPECT_EQ(Body(Call("GET", "/v1/verifications/" + id, "", key_a_))["status"], "pending");
+}
+
+// SECURITY.md 25: malformed input gets a problem+json answer. Found by
+// fuzz_api: a method that is not UTF-8 was quoted into the 405 problem, and
+// dumping it threw outside the handler's try, which ends the process.
+class Sec25ApiInput : public ApiTest {};
+
+TEST_F(Sec25ApiInput, BytesThatAreNotUtf8GetAProblemNotACrash) {
+  const HttpResponse r = Call("GE\xd4", "/v1/verifications/ver_123456", "", key_a_);
+  ExpectProblem(r, 405, "invalid_request");
+  EXPECT_THAT(Body(r)["detail"].get<std::string>(), ::testing::HasSubstr("GE\xef\xbf\xbd"));
 }
 
 }  // namespace

@@ -352,7 +352,7 @@ void Dispatcher::Process(const Job& job, const std::function<void()>& finished) 
   }
   const std::string channel = delivery->channel;
   const std::string to = delivery->to;
-  store_.FinishJobAsync(out, [this, out, channel, to, finished](const Status& s) {
+  store_.FinishJobAsync(out, [out, channel, to, finished](const Status& s) {
     if (!s.ok()) {
       spdlog::error(R"("event":"finish_job_failed","verification_id":"{}","error":{})",
                     out.job.verification_id, LogText(s.message()));

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "otp/crypto.h"
 #include "otp/hotp.h"
@@ -369,10 +370,33 @@ Result<std::optional<std::string>> PlainDataValue(const xmlNode* data, std::stri
 
 // Reads the encryption parts of one KeyPackage and removes what libpskc cannot
 // parse (an encrypted Secret), so that libpskc reads the rest strictly.
+// RFC 6030 allows each child of a KeyPackage, Key, Data and of Data's values
+// (Secret, Counter, ...) once. A repeated one makes the file ambiguous: the
+// checks here read the first, libpskc silently replaces it with the last (and
+// leaks the one it replaces).
+Status NoRepeatedElements(const xmlNode* parent, std::size_t index) {
+  std::set<std::string_view> seen;
+  for (const xmlNode* c = parent->children; c != nullptr; c = c->next) {
+    if (c->type == XML_ELEMENT_NODE && !seen.insert(Name(c)).second) {
+      return InvalidArgument("key package " + std::to_string(index) + ": <" + std::string(Name(c)) +
+                             "> appears more than once in <" + std::string(Name(parent)) + ">");
+    }
+  }
+  return {};
+}
+
 Result<PackageExtras> ReadPackage(xmlNode* package, std::size_t index) {
   PackageExtras extras;
+  OTP_RETURN_IF_ERROR(NoRepeatedElements(package, index));
   xmlNode* key = Element(package, "Key");
   if (key == nullptr) return extras;
+  OTP_RETURN_IF_ERROR(NoRepeatedElements(key, index));
+  if (const xmlNode* data = Element(key, "Data")) {
+    OTP_RETURN_IF_ERROR(NoRepeatedElements(data, index));
+    for (const xmlNode* c = data->children; c != nullptr; c = c->next) {
+      if (c->type == XML_ELEMENT_NODE) OTP_RETURN_IF_ERROR(NoRepeatedElements(c, index));
+    }
+  }
   if (const xmlNode* params = Element(key, "AlgorithmParameters")) {
     if (const xmlNode* suite = Element(params, "Suite")) {
       extras.suite_hashalgo = Attribute(suite, "hashalgo");

@@ -610,6 +610,32 @@ TEST(PskcTest, NotPskcRefused) {
   EXPECT_THAT(ErrorOf(ParsePskc(PlainFile({k}), o)), HasSubstr("libpskc"));
 }
 
+// SECURITY.md 16. Found by fuzz_pskc: a <Data> with two <Secret>s (an
+// encrypted one and a plaintext one) was imported with the second silently
+// dropped, and libpskc leaked its value. An ambiguous file is refused whole.
+TEST(Sec16Pskc, RepeatedElementsInAKeyRefused) {
+  const Bytes key = RandomBytes(16);
+  KeySpec k{"SN-1", "k", "hotp", RandomBytes(20), "", ""};
+  k.extra_data = "<Secret><PlainValue>" + B64(RandomBytes(20)) + "</PlainValue></Secret>";
+  EXPECT_THAT(ErrorOf(ParsePskc(EncryptedFile({k}, key, kPreSharedKeyXml), WithKey(key))),
+              HasSubstr("key package 1: <Secret> appears more than once in <Data>"));
+  PskcOptions plain;
+  plain.allow_plaintext = true;
+  EXPECT_THAT(ErrorOf(ParsePskc(PlainFile({k}), plain)), HasSubstr("<Secret> appears more"));
+  KeySpec counters{
+      "SN-2", "k2",
+      "hotp", RandomBytes(20),
+      "",     "<Counter><PlainValue>1</PlainValue><PlainValue>2</PlainValue></Counter>"};
+  EXPECT_THAT(ErrorOf(ParsePskc(PlainFile({counters}), plain)),
+              HasSubstr("<PlainValue> appears more than once in <Counter>"));
+  // One of each is still fine.
+  KeySpec one{"SN-3",          "k3", "hotp",
+              RandomBytes(20), "",   "<Counter><PlainValue>7</PlainValue></Counter>"};
+  auto r = ParsePskc(PlainFile({one}), plain);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->at(0).counter, 7);
+}
+
 // ---- CSV
 
 constexpr char kHeader[] = "serial,secret_hex,type,digits,period_or_counter\n";

@@ -141,7 +141,9 @@ otp::Result<std::string> EncodePdu(const Pdu& p) {
       ok = ok && w.CString(p.address_range, 40);
       break;
     case kBindTransceiverResp:
-      if (p.command_status == kEsmeRok) ok = w.CString(p.system_id, 15);
+      // An error resp may go without a body, but TLVs follow the system_id:
+      // without it the first TLV's octets would decode as one.
+      if (p.command_status == kEsmeRok || !p.tlvs.empty()) ok = w.CString(p.system_id, 15);
       takes_tlvs = true;
       break;
     case kSubmitSm:

@@ -86,6 +86,23 @@ TEST(SmppPdu, ResponsesRoundTrip) {
   }
 }
 
+// Found by fuzz_smpp_pdu: an error bind_transceiver_resp with a TLV was
+// encoded without its system_id, so the TLV decoded as the system_id.
+TEST(SmppPdu, ErrorBindRespWithTlvsKeepsItsSystemId) {
+  Pdu p;
+  p.command_id = kBindTransceiverResp;
+  p.command_status = 0x0E;  // ESME_RINVPASWD
+  p.sequence_number = 1;
+  p.system_id = "SMSC";
+  p.tlvs = {{0x0210, "\x34"}};  // sc_interface_version
+  auto back = DecodePdu(EncodePdu(p).value());
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(*back, p);
+  // Without TLVs an error resp still goes without a body.
+  p.tlvs.clear();
+  EXPECT_EQ(EncodePdu(p)->size(), kHeaderLength);
+}
+
 TEST(SmppPdu, ErrorSubmitSmRespMayHaveNoBody) {
   // 16-octet submit_sm_resp with ESME_RTHROTTLED, as most SMSCs send it.
   auto p = DecodePdu(Bytes({0, 0, 0, 16, 0x80, 0, 0, 4, 0, 0, 0, 0x58, 0, 0, 0, 3}));
