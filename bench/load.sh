@@ -25,7 +25,7 @@
 #   OTPD, OTPCTL [build/release/apps/...]            binaries to measure
 #   PROBE_DURATION [2s]                              short check run that sizes the pool
 #   MAX_VERIFICATIONS [200000]                       upper bound on verifications created
-#   MAX_TOTP_USERS [150000]                          upper bound on TOTP users enrolled
+#   MAX_TOTP_USERS [300000]                          upper bound on TOTP users enrolled
 #   CREATE_PARALLEL [8]                              parallel curl processes creating them
 #   KEEP_TMP [0]                                     1 = keep the temp dir (logs, db)
 set -euo pipefail
@@ -41,7 +41,7 @@ OTPD=${OTPD:-$ROOT/build/release/apps/otpd}
 OTPCTL=${OTPCTL:-$ROOT/build/release/apps/otpctl}
 PROBE_DURATION=${PROBE_DURATION:-2s}
 MAX_VERIFICATIONS=${MAX_VERIFICATIONS:-200000}
-MAX_TOTP_USERS=${MAX_TOTP_USERS:-150000}
+MAX_TOTP_USERS=${MAX_TOTP_USERS:-300000}
 CREATE_PARALLEL=${CREATE_PARALLEL:-8}
 KEEP_TMP=${KEEP_TMP:-0}
 MAX_CHECKS=20        # the app's max_checks (the most otpd allows)
@@ -294,8 +294,8 @@ R_CHECK=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/ids.txt" \
 # Enrolled after the check run, so that the check run measures the store as it
 # was (150k more factors and their audit rows make every table larger).
 # Each user verifies once (a time step is accepted once per factor): enough
-# users for the check probe's rate (a verify costs more than a check).
-USERS_NEED=$(awk -v r="$probe_rps" -v d="$DURATION_S" 'BEGIN { print int(r * d) + 1000 }')
+# users for 1.6x the check probe's rate (a verify now runs as fast as a check).
+USERS_NEED=$(awk -v r="$probe_rps" -v d="$DURATION_S" 'BEGIN { print int(1.6 * r * d) + 1000 }')
 [[ "$USERS_NEED" -le "$MAX_TOTP_USERS" ]] || USERS_NEED=$MAX_TOTP_USERS
 log "enrolling $USERS_NEED TOTP users ..."
 t0=$(date +%s.%N)
