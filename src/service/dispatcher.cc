@@ -209,16 +209,32 @@ int Dispatcher::DrainReports() {
 
 Result<std::vector<ReportOutcome>> Dispatcher::ApplyReports(
     const std::vector<DeliveryReport>& reports) {
-  auto outcomes = store_.ApplyDeliveryReports(reports, clock_.Now());
-  if (!outcomes.ok()) return outcomes.status();
+  // Only the statuses a report may set reach the store; a provider's parser
+  // maps its own words to them, and anything else is answered as unmatched
+  // (found by fuzz_api: a raw status went into the delivery row and its event).
+  std::vector<DeliveryReport> known;
+  std::vector<std::size_t> known_at;
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    const std::string& s = reports[i].status;
+    if (s == kDeliveryDelivered || s == kDeliveryUndelivered || s == kDeliveryFailed) {
+      known.push_back(reports[i]);
+      known_at.push_back(i);
+    }
+  }
+  auto applied = store_.ApplyDeliveryReports(known, clock_.Now());
+  if (!applied.ok()) return applied.status();
+  std::vector<ReportOutcome> outcomes(reports.size());
+  for (std::size_t j = 0; j < known_at.size() && j < applied->size(); ++j) {
+    outcomes[known_at[j]] = (*applied)[j];
+  }
   bool fired = false;
-  for (std::size_t i = 0; i < reports.size() && i < outcomes->size(); ++i) {
+  for (std::size_t i = 0; i < reports.size(); ++i) {
     const DeliveryReport& r = reports[i];
-    const ReportOutcome& o = (*outcomes)[i];
+    const ReportOutcome& o = outcomes[i];
     spdlog::info(
-        R"("event":"delivery_report","provider":{},"status":"{}","detail":{},"verification_id":"{}","matched":{},"applied":{},"next_step":{})",
-        LogText(r.provider), r.status, LogText(r.detail), o.verification_id, o.matched, o.applied,
-        o.next_step_fired);
+        R"("event":"delivery_report","provider":{},"status":{},"detail":{},"verification_id":"{}","matched":{},"applied":{},"next_step":{})",
+        LogText(r.provider), LogText(r.status), LogText(r.detail), o.verification_id, o.matched,
+        o.applied, o.next_step_fired);
     fired = fired || o.next_step_fired;
     if (o.applied && observer_ != nullptr) {
       const double after = std::chrono::duration<double>(clock_.Now() - o.sent_at).count();

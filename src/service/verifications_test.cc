@@ -552,6 +552,43 @@ TEST(DispatcherTest, ProviderReportsReachTheStoreThroughTheSink) {
   EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
 }
 
+TEST(DispatcherTest, AReportWithAStatusOfNoReportIsUnmatchedAndChangesNothing) {
+  // Found by fuzz_api: a provider's raw status word ("deli\x8a\x99red", not
+  // even UTF-8) reached the delivery row and made its event throw.
+  otp::FakeClock clock{1'700'000'000};
+  auto store = NewMemoryStore();
+  Secrets secrets{MasterKey{1, 2, 3}};
+  ChannelRegistry registry;
+  registry.Register("scripted",
+                    [&](const ProviderConfig&,
+                        ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+                      return std::unique_ptr<ChannelProvider>(std::make_unique<ScriptedProvider>());
+                    });
+  auto providers = ProviderSet::Create({{"r", "scripted", {"sms"}, {}}}, registry, clock);
+  ASSERT_TRUE(providers.ok());
+  VerificationService service(*store, *providers, secrets, clock, otp::SystemRandom());
+  AppService apps(*store, clock, otp::SystemRandom());
+  App app = apps.Create("shop", AppSettings{})->app;
+  StartRequest r;
+  r.to = "+306912345678";
+  const std::string id = nlohmann::json::parse(service.Start(app, r)->body)["id"];
+  Dispatcher dispatcher(*store, *providers, secrets, clock);
+  ASSERT_EQ(dispatcher.RunOnce(), 1);
+  for (const char* status : {"deli\x8a\x99red", "sent", "queued", ""}) {
+    auto outcomes = dispatcher.ApplyReports({{"r", "msg-1", status, ""}});
+    ASSERT_TRUE(outcomes.ok()) << outcomes.status().ToString();
+    ASSERT_EQ(outcomes->size(), 1u);
+    EXPECT_FALSE((*outcomes)[0].matched) << status;
+  }
+  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliverySent);
+  auto both = dispatcher.ApplyReports(
+      {{"r", "msg-1", "bogus", ""}, {"r", "msg-1", kDeliveryDelivered, ""}});
+  ASSERT_TRUE(both.ok());
+  EXPECT_FALSE((*both)[0].matched);
+  EXPECT_TRUE((*both)[1].matched);
+  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
+}
+
 // --- limits and fraud protection (SECURITY.md 6, 24, 29, 30)
 
 class GuardsTest : public VerificationsTest {

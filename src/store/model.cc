@@ -242,7 +242,8 @@ std::string VerificationEventJson(const Verification& v) {
   for (json& step : j["workflow"]) {
     if (step.contains("to")) step["to"] = MaskRecipient(step["to"].get<std::string>());
   }
-  return j.dump();
+  // Never throw inside the store's transaction on a byte that is not UTF-8.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace otpd
