@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 
 #include "service/apps.h"
 #include "service/dispatcher.h"
@@ -524,69 +525,68 @@ TEST(DispatcherTest, SendsRunOnSeveralWorkersAtOnce) {
   EXPECT_EQ(*store->CountJobs(), 0);
 }
 
-TEST(DispatcherTest, ProviderReportsReachTheStoreThroughTheSink) {
-  otp::FakeClock clock{1'700'000'000};
-  auto store = NewMemoryStore();
-  Secrets secrets{MasterKey{1, 2, 3}};
-  ChannelRegistry registry;
-  DeliveryReportSink* sink = nullptr;
-  registry.Register("reporting",
-                    [&](const ProviderConfig&,
-                        ProviderContext& context) -> otp::Result<std::unique_ptr<ChannelProvider>> {
-                      sink = &context.reports;
-                      return std::unique_ptr<ChannelProvider>(std::make_unique<ScriptedProvider>());
-                    });
-  auto providers = ProviderSet::Create({{"r", "reporting", {"sms"}, {}}}, registry, clock);
-  ASSERT_TRUE(providers.ok());
-  VerificationService service(*store, *providers, secrets, clock, otp::SystemRandom());
-  AppService apps(*store, clock, otp::SystemRandom());
-  App app = apps.Create("shop", AppSettings{})->app;
-  StartRequest r;
-  r.to = "+306912345678";
-  const std::string id = nlohmann::json::parse(service.Start(app, r)->body)["id"];
-  Dispatcher dispatcher(*store, *providers, secrets, clock);
-  ASSERT_EQ(dispatcher.RunOnce(), 1);
-  dispatcher.Start();  // becomes the providers' sink
-  sink->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"});
-  dispatcher.Stop();  // applies what was received before stopping
-  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
+// One SMS sent through provider "r", which hands delivery reports to its sink:
+// the setting of the dispatcher's report tests.
+class DispatcherReportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_.Register(
+        "reporting",
+        [this](const ProviderConfig&,
+               ProviderContext& context) -> otp::Result<std::unique_ptr<ChannelProvider>> {
+          sink_ = &context.reports;
+          return std::unique_ptr<ChannelProvider>(std::make_unique<ScriptedProvider>());
+        });
+    auto providers = ProviderSet::Create({{"r", "reporting", {"sms"}, {}}}, registry_, clock_);
+    ASSERT_TRUE(providers.ok());
+    providers_.emplace(std::move(providers).value());
+    service_.emplace(*store_, *providers_, secrets_, clock_, otp::SystemRandom());
+    AppService apps(*store_, clock_, otp::SystemRandom());
+    app_ = apps.Create("shop", AppSettings{})->app;
+    StartRequest r;
+    r.to = "+306912345678";
+    id_ = nlohmann::json::parse(service_->Start(app_, r)->body)["id"];
+    dispatcher_.emplace(*store_, *providers_, secrets_, clock_);
+    ASSERT_EQ(dispatcher_->RunOnce(), 1);
+  }
+
+  std::string DeliveryStatus() { return service_->Get(app_, id_)->deliveries[0].status; }
+
+  otp::FakeClock clock_{1'700'000'000};
+  std::unique_ptr<Store> store_ = NewMemoryStore();
+  Secrets secrets_{MasterKey{1, 2, 3}};
+  ChannelRegistry registry_;
+  DeliveryReportSink* sink_ = nullptr;
+  std::optional<ProviderSet> providers_;
+  std::optional<VerificationService> service_;
+  App app_;
+  std::string id_;
+  std::optional<Dispatcher> dispatcher_;
+};
+
+TEST_F(DispatcherReportTest, ProviderReportsReachTheStoreThroughTheSink) {
+  dispatcher_->Start();  // becomes the providers' sink
+  sink_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"});
+  dispatcher_->Stop();  // applies what was received before stopping
+  EXPECT_EQ(DeliveryStatus(), kDeliveryDelivered);
 }
 
-TEST(DispatcherTest, AReportWithAStatusOfNoReportIsUnmatchedAndChangesNothing) {
+TEST_F(DispatcherReportTest, AReportWithAStatusOfNoReportIsUnmatchedAndChangesNothing) {
   // Found by fuzz_api: a provider's raw status word ("deli\x8a\x99red", not
   // even UTF-8) reached the delivery row and made its event throw.
-  otp::FakeClock clock{1'700'000'000};
-  auto store = NewMemoryStore();
-  Secrets secrets{MasterKey{1, 2, 3}};
-  ChannelRegistry registry;
-  registry.Register("scripted",
-                    [&](const ProviderConfig&,
-                        ProviderContext&) -> otp::Result<std::unique_ptr<ChannelProvider>> {
-                      return std::unique_ptr<ChannelProvider>(std::make_unique<ScriptedProvider>());
-                    });
-  auto providers = ProviderSet::Create({{"r", "scripted", {"sms"}, {}}}, registry, clock);
-  ASSERT_TRUE(providers.ok());
-  VerificationService service(*store, *providers, secrets, clock, otp::SystemRandom());
-  AppService apps(*store, clock, otp::SystemRandom());
-  App app = apps.Create("shop", AppSettings{})->app;
-  StartRequest r;
-  r.to = "+306912345678";
-  const std::string id = nlohmann::json::parse(service.Start(app, r)->body)["id"];
-  Dispatcher dispatcher(*store, *providers, secrets, clock);
-  ASSERT_EQ(dispatcher.RunOnce(), 1);
   for (const char* status : {"deli\x8a\x99red", "sent", "queued", ""}) {
-    auto outcomes = dispatcher.ApplyReports({{"r", "msg-1", status, ""}});
+    auto outcomes = dispatcher_->ApplyReports({{"r", "msg-1", status, ""}});
     ASSERT_TRUE(outcomes.ok()) << outcomes.status().ToString();
     ASSERT_EQ(outcomes->size(), 1u);
     EXPECT_FALSE((*outcomes)[0].matched) << status;
   }
-  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliverySent);
-  auto both = dispatcher.ApplyReports(
+  EXPECT_EQ(DeliveryStatus(), kDeliverySent);
+  auto both = dispatcher_->ApplyReports(
       {{"r", "msg-1", "bogus", ""}, {"r", "msg-1", kDeliveryDelivered, ""}});
   ASSERT_TRUE(both.ok());
   EXPECT_FALSE((*both)[0].matched);
   EXPECT_TRUE((*both)[1].matched);
-  EXPECT_EQ(service.Get(app, id)->deliveries[0].status, kDeliveryDelivered);
+  EXPECT_EQ(DeliveryStatus(), kDeliveryDelivered);
 }
 
 // --- limits and fraud protection (SECURITY.md 6, 24, 29, 30)
