@@ -7,7 +7,8 @@
 #               (figures, not pass/fail)
 #   make asan   build and run every test under AddressSanitizer + UBSan
 #   make fuzz   build the libFuzzer targets (preset fuzz, clang) and run each for
-#               FUZZ_SECONDS (default 60); `make test` runs them 10 s each
+#               FUZZ_SECONDS (default 60) from random seeds; `make test` runs them 10 s
+#               each from seed 1 (FUZZ_SEED), the same inputs every time
 #   make format apply clang-format to every source file
 
 JOBS ?= $(shell nproc)
@@ -31,7 +32,7 @@ test: deps
 	cmake --preset dev >/dev/null
 	cmake --build --preset dev -j $(JOBS)
 	ctest --preset dev -j $(JOBS) --timeout 600
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10 FUZZ_SEED=1
 	$(MAKE) --no-print-directory asan
 
 asan: deps
@@ -44,7 +45,7 @@ asan: deps
 fuzz: deps
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz -j $(JOBS)
-	FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --preset fuzz -j $(JOBS) --timeout $$(( $(FUZZ_SECONDS) * 2 + 300 ))
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) ctest --preset fuzz -j $(JOBS) --timeout $$(( $(FUZZ_SECONDS) * 2 + 300 ))
 
 bench: build
 	cmake --build --preset release -j $(JOBS) --target otp_bench store_bench

@@ -31,6 +31,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -204,20 +205,28 @@ bool Mentions(const HttpRequest& r, const std::string& secret) {
   return false;
 }
 
+// Prints the answer that broke a property, then aborts (the crash report then
+// says what was wrong, not only where).
+[[noreturn]] void Fail(const char* what, const HttpResponse& response) {
+  std::fprintf(stderr, "fuzz_api: %s: status %d, body %s\n", what, response.status,
+               response.body.c_str());
+  std::abort();
+}
+
 void CheckResponse(const HttpRequest& request, const HttpResponse& response, const World& w) {
-  if (response.status < 200 || response.status > 499) std::abort();
+  if (response.status < 200 || response.status > 499) Fail("status out of range", response);
   const bool problem = response.content_type == "application/problem+json";
   if (problem || response.content_type == "application/json") {
     json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object()) std::abort();
+    if (body.is_discarded() || !body.is_object()) Fail("body is not a JSON object", response);
     if (problem) {
       for (const char* field : {"type", "title", "status", "code", "detail"}) {
-        if (!body.contains(field)) std::abort();
+        if (!body.contains(field)) Fail("problem without a field", response);
       }
-      if (!body["code"].is_string()) std::abort();
+      if (!body["code"].is_string()) Fail("problem code not a string", response);
     }
   }
-  if (response.status >= 400 && !problem) std::abort();
+  if (response.status >= 400 && !problem) Fail("error not problem+json", response);
   // A new factor's QR code is an SVG full of digits: a six-digit code may occur
   // in it by chance, so it is left out of the search.
   std::string all = response.body;
@@ -227,7 +236,9 @@ void CheckResponse(const HttpRequest& request, const HttpResponse& response, con
   }
   for (const auto& [name, value] : response.headers) all += "\n" + name + ": " + value;
   for (const std::string* secret : {&w.code, &w.key, &w.factor_secret}) {
-    if (all.find(*secret) != std::string::npos && !Mentions(request, *secret)) std::abort();
+    if (all.find(*secret) != std::string::npos && !Mentions(request, *secret)) {
+      Fail("a secret in the answer", response);
+    }
   }
 }
 

@@ -343,6 +343,9 @@ struct Resolved {
 
 Resolved Resolve(const HttpRequest& request) {
   Resolved out;
+  // Only origin-form targets name a route: "2v1/verifications/x/check" splits
+  // into the same segments as "/v1/…" but is none of them.
+  if (!request.path.starts_with('/')) return out;
   const std::vector<std::string_view> parts = Split(request.path);
   std::vector<std::string> params;
   for (std::size_t i = 0; i < kRoutes.size(); ++i) {

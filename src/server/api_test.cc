@@ -149,6 +149,13 @@ TEST_F(ApiTest, Security20_EveryApiCallNeedsAKey) {
 TEST_F(ApiTest, UnknownRoutesAndMethods) {
   ExpectProblem(Call("GET", "/v2/nothing", "", key_a_), 404, "not_found");
   ExpectProblem(Call("DELETE", "/v1/verifications", "", key_a_), 405, "invalid_request");
+  // Found by fuzz_api: a target without its leading '/' splits into a route's
+  // segments but names no route (it was a 500 for the sync-dispatched ones).
+  for (const char* path : {"v1/verifications/x/check", "2v1/verifications/x/check",
+                           "v1/verifications/x", "v1/verifications/x/cancel", "healthz", ""}) {
+    ExpectProblem(Call("POST", path, R"({"code":"1"})", key_a_), 404, "not_found");
+    ExpectProblem(Call("GET", path, "", key_a_), 404, "not_found");
+  }
 }
 
 TEST_F(ApiTest, Security25_ValidationAnswersWithTheFields) {

@@ -8,6 +8,7 @@
 #include <pskc/pskc.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <limits>
 #include <map>
@@ -385,6 +386,25 @@ Status NoRepeatedElements(const xmlNode* parent, std::size_t index) {
   return {};
 }
 
+// libpskc reads the text of the elements it knows without checking that there
+// is any: an empty <Manufacturer></Manufacturer> crashed it (a NULL strncmp,
+// found by fuzz_pskc). So no element may be empty, except those that carry
+// only attributes (RFC 6030; <Suite hashalgo="…"/> as some vendors write it).
+Status NoEmptyElements(const xmlNode* parent) {
+  static constexpr std::array<std::string_view, 4> kAttributeOnly = {
+      "ResponseFormat", "ChallengeFormat", "PINPolicy", "Suite"};
+  for (const xmlNode* c = parent->children; c != nullptr; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE) continue;
+    if (c->children == nullptr &&
+        std::find(kAttributeOnly.begin(), kAttributeOnly.end(), Name(c)) == kAttributeOnly.end()) {
+      return InvalidArgument("line " + std::to_string(xmlGetLineNo(c)) + ": <" +
+                             std::string(Name(c)) + "> is empty");
+    }
+    OTP_RETURN_IF_ERROR(NoEmptyElements(c));
+  }
+  return {};
+}
+
 Result<PackageExtras> ReadPackage(xmlNode* package, std::size_t index) {
   PackageExtras extras;
   OTP_RETURN_IF_ERROR(NoRepeatedElements(package, index));
@@ -609,6 +629,7 @@ Result<std::vector<ImportedToken>> ParsePskc(std::string_view xml, const PskcOpt
     extras.push_back(std::move(*e));
   }
   if (extras.empty()) return InvalidArgument("the PSKC file has no KeyPackage");
+  OTP_RETURN_IF_ERROR(NoEmptyElements(root));
 
   // 3. libpskc reads the rest and must understand all of it.
   xmlChar* rest = nullptr;

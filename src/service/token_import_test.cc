@@ -17,6 +17,7 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 Bytes FromText(std::string_view s) { return {s.begin(), s.end()}; }
 Bytes FromHex(std::string_view s) { return otp::HexDecode(s).value(); }
@@ -634,6 +635,34 @@ TEST(Sec16Pskc, RepeatedElementsInAKeyRefused) {
   auto r = ParsePskc(PlainFile({one}), plain);
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->at(0).counter, 7);
+}
+
+// Found by fuzz_pskc: an empty <Manufacturer></Manufacturer> crashed libpskc
+// (it reads the text without checking there is any). Empty elements are
+// refused before libpskc sees the file, naming the line; attribute-only ones
+// stay allowed.
+TEST(Sec16Pskc, EmptyElementsRefusedBeforeLibpskc) {
+  PskcOptions plain;
+  plain.allow_plaintext = true;
+  const std::string secret = B64(RandomBytes(20));
+  const auto file = [&](const std::string& device) {
+    return std::string(kContainerOpen) + "\n<KeyPackage><DeviceInfo>" + device +
+           "</DeviceInfo>\n<Key Id=\"k1\" Algorithm=\"urn:ietf:params:xml:ns:keyprov:pskc:hotp\">"
+           "<AlgorithmParameters><ResponseFormat Length=\"6\" Encoding=\"DECIMAL\"/>"
+           "</AlgorithmParameters><Data><Secret><PlainValue>" +
+           secret +
+           "</PlainValue></Secret><Counter><PlainValue>0</PlainValue></Counter>"
+           "</Data></Key></KeyPackage></KeyContainer>";
+  };
+  for (const std::string name : {"Manufacturer", "Model"}) {
+    for (const std::string& empty : {"<" + name + "></" + name + ">", "<" + name + "/>"}) {
+      EXPECT_THAT(ErrorOf(ParsePskc(file(empty + "<SerialNo>S1</SerialNo>"), plain)),
+                  MatchesRegex("line [0-9]+: <" + name + "> is empty"));
+    }
+  }
+  auto r = ParsePskc(file("<Manufacturer>oath.test</Manufacturer><SerialNo>S1</SerialNo>"), plain);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->at(0).serial, "S1");
 }
 
 // ---- CSV
