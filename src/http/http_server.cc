@@ -1,6 +1,7 @@
-// The HTTP/1.1 listener of otpd: one coroutine per connection, each on its own
-// strand; handlers run on a separate thread pool and the connection resumes on
-// its strand when the handler is done. The connection code is a template on the
+// The HTTP/1.1 listener of otpd: one coroutine per connection, each on one of
+// the I/O threads' contexts (a context per thread, so no strands); handlers run
+// on a separate thread pool and the connection resumes on its context when the
+// handler is done. The connection code is a template on the
 // stream: plain TCP (the benchmarked path) and TLS share it, with no TLS cost
 // on the plain path.
 #include "http/http_server.h"
@@ -140,7 +141,7 @@ bool IsParseError(const error_code& ec) {
 }
 
 // Runs `fn` on `pool` and completes, with its result, on the completion
-// handler's associated executor (the connection's strand).
+// handler's associated executor (the connection's I/O context).
 template <typename Fn, typename Token>
 auto AsyncRunOnPool(asio::thread_pool& pool, Fn fn, Token&& token) {
   return asio::async_initiate<Token, void(HttpResponse)>(
@@ -162,7 +163,7 @@ auto AsyncRunOnPool(asio::thread_pool& pool, Fn fn, Token&& token) {
 
 // Runs `handler`, which answers through an HttpResume from any thread; the
 // finishing function then runs, and the operation completes, on the completion
-// handler's associated executor (the connection's strand).
+// handler's associated executor (the connection's I/O context).
 template <typename Token>
 auto AsyncViaResume(const AsyncHttpHandler& handler, const HttpRequest& req, Token&& token) {
   return asio::async_initiate<Token, void(HttpResponse)>(
@@ -237,7 +238,7 @@ struct HttpServer::Impl {
     virtual asio::any_io_executor executor() = 0;
     virtual tcp::socket& socket() = 0;
     std::string remote_address;
-    bool idle = true;  // waiting for the first byte of a request; strand only
+    bool idle = true;  // waiting for the first byte of a request; its I/O thread only
   };
 
   template <typename Stream>
@@ -257,8 +258,8 @@ struct HttpServer::Impl {
         io_threads(options.io_threads > 0
                        ? options.io_threads
                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
-        ioc(io_threads),
-        control(asio::make_strand(ioc)),
+        contexts(MakeContexts(io_threads)),
+        control(asio::make_strand(*contexts[0])),
         acceptor(control),
         signals(control),
         pool(static_cast<std::size_t>(std::max(1, options.handler_threads))) {
@@ -300,7 +301,7 @@ struct HttpServer::Impl {
     if (!ec) {
       endpoint = tcp::endpoint(address, options.port);
     } else {
-      tcp::resolver resolver(ioc);
+      tcp::resolver resolver(*contexts[0]);
       auto results =
           resolver.resolve(options.host, std::to_string(options.port), tcp::resolver::passive, ec);
       if (ec) throw ToSystemError(ec, "cannot resolve " + options.host);
@@ -366,7 +367,7 @@ struct HttpServer::Impl {
     return conns.empty();
   }
 
-  // Closes connections (only idle ones unless `all`), each on its own strand.
+  // Closes connections (only idle ones unless `all`), each on its own I/O thread.
   void CloseConnections(bool all) {
     std::vector<std::shared_ptr<ConnBase>> live;
     {
@@ -407,7 +408,8 @@ struct HttpServer::Impl {
       timer.expires_after(kStopPoll);
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (NoConnections()) co_return;  // the I/O context runs out of work
+    ReleaseContexts();
+    if (NoConnections()) co_return;  // the I/O contexts run out of work
     CloseConnections(true);
     deadline = std::chrono::steady_clock::now() + kForceGrace;
     while (!NoConnections() && std::chrono::steady_clock::now() < deadline) {
@@ -415,7 +417,9 @@ struct HttpServer::Impl {
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
     // A handler is still busy: give up on it. Its completion is discarded.
-    if (!NoConnections()) ioc.stop();
+    if (!NoConnections()) {
+      for (auto& context : contexts) context->stop();
+    }
   }
 
   // ---- accept ------------------------------------------------------------
@@ -425,7 +429,7 @@ struct HttpServer::Impl {
     for (;;) {
       error_code ec;
       tcp::socket socket =
-          co_await acceptor.async_accept(asio::any_io_executor(asio::make_strand(ioc)),
+          co_await acceptor.async_accept(asio::any_io_executor(NextContext().get_executor()),
                                          asio::redirect_error(asio::use_awaitable, ec));
       if (stopping) co_return;
       if (ec) {
@@ -760,17 +764,43 @@ struct HttpServer::Impl {
 
   // ---- run ---------------------------------------------------------------
 
+  // One I/O context per thread, each run by that thread alone: a connection
+  // lives on one context (chosen round-robin at accept), so its handlers never
+  // need a strand, and the threads share no scheduler queue or lock. (One
+  // context run by every thread cost more CPU per request and more latency:
+  // strand dispatch, and the threads waking each other through its queue.)
+  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int n) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
+
+  // The context of the next accepted connection. Control strand only.
+  static std::vector<asio::executor_work_guard<asio::io_context::executor_type>> MakeGuards(
+      const std::vector<std::unique_ptr<asio::io_context>>& contexts) {
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> out;
+    for (const auto& context : contexts) out.push_back(asio::make_work_guard(*context));
+    return out;
+  }
+
+  asio::io_context& NextContext() { return *contexts[next_context++ % contexts.size()]; }
+
+  // Lets each context's run() return once it has no work left (connections,
+  // timers); until then an idle context waits for connections. Control strand.
+  void ReleaseContexts() {
+    for (auto& guard : context_guards) guard.reset();
+  }
+
   void Run() {
-    const int n = io_threads;
     std::vector<std::thread> threads;
-    threads.reserve(static_cast<std::size_t>(n - 1));
-    for (int i = 1; i < n; ++i) {
-      threads.emplace_back([this] {
+    threads.reserve(contexts.size() - 1);
+    for (std::size_t i = 1; i < contexts.size(); ++i) {
+      threads.emplace_back([this, i] {
         pthread_setname_np(pthread_self(), "otpd-io");
-        ioc.run();
+        contexts[i]->run();
       });
     }
-    ioc.run();
+    contexts[0]->run();
     for (auto& t : threads) t.join();
     // Let any handler still running finish before returning.
     pool.join();
@@ -791,7 +821,10 @@ struct HttpServer::Impl {
   std::mutex tls_mu;
   std::shared_ptr<asio::ssl::context> tls_context;  // for new connections; null: plain HTTP
 
-  asio::io_context ioc;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;  // contexts[0]: control, acceptor
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> context_guards =
+      MakeGuards(contexts);
+  std::size_t next_context = 0;
   asio::strand<asio::io_context::executor_type> control;
   tcp::acceptor acceptor;
   asio::signal_set signals;

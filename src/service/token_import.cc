@@ -8,7 +8,6 @@
 #include <pskc/pskc.h>
 
 #include <algorithm>
-#include <array>
 #include <charconv>
 #include <limits>
 #include <map>
@@ -388,15 +387,20 @@ Status NoRepeatedElements(const xmlNode* parent, std::size_t index) {
 
 // libpskc reads the text of the elements it knows without checking that there
 // is any: an empty <Manufacturer></Manufacturer> crashed it (a NULL strncmp,
-// found by fuzz_pskc). So no element may be empty, except those that carry
-// only attributes (RFC 6030; <Suite hashalgo="…"/> as some vendors write it).
+// found by fuzz_pskc). So no text element may be empty. Containers may be (an
+// encrypted <Secret> has been taken out of its <Data> by now), and so may the
+// elements that carry only attributes (RFC 6030; <Suite hashalgo="…"/> as some
+// vendors write it).
 Status NoEmptyElements(const xmlNode* parent) {
-  static constexpr std::array<std::string_view, 4> kAttributeOnly = {
-      "ResponseFormat", "ChallengeFormat", "PINPolicy", "Suite"};
+  // Element names, each with a space on either side.
+  static constexpr std::string_view kMayBeEmpty =
+      " ResponseFormat ChallengeFormat PINPolicy Suite "  // attributes only
+      "KeyContainer KeyPackage DeviceInfo CryptoModuleInfo Key Data Secret Counter Time "
+      "TimeInterval TimeDrift AlgorithmParameters Policy ";  // containers
   for (const xmlNode* c = parent->children; c != nullptr; c = c->next) {
     if (c->type != XML_ELEMENT_NODE) continue;
     if (c->children == nullptr &&
-        std::find(kAttributeOnly.begin(), kAttributeOnly.end(), Name(c)) == kAttributeOnly.end()) {
+        kMayBeEmpty.find(" " + std::string(Name(c)) + " ") == std::string_view::npos) {
       return InvalidArgument("line " + std::to_string(xmlGetLineNo(c)) + ": <" +
                              std::string(Name(c)) + "> is empty");
     }

@@ -3,6 +3,7 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -1346,6 +1347,62 @@ TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
   EXPECT_EQ(v->check_count, 1);
   EXPECT_EQ(v->code_sealed, "sealed");
   EXPECT_EQ((*s)->ClaimJobs(now, now + seconds(60), 10)->size(), 1u);  // the queue survived
+}
+
+// Runs `sql` on the database file directly (not through the store).
+int RawSql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open(path.c_str(), &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
+// Migration 6 rebuilds the audit table without AUTOINCREMENT: a database
+// still at 5 keeps every row and id, new ids follow the old ones, and the
+// table stays append-only.
+TEST(SqliteStoreTest, Migration6KeepsTheAuditRowsAndTheirOrder) {
+  const std::string path = TempDbPath();
+  const TimePoint now = otp::FromUnixMillis(1'700'000'000'000);
+  { ASSERT_TRUE(OpenStore("sqlite://" + path).ok()); }
+  // Back to schema 5's audit table, with two rows and a gap in the ids.
+  ASSERT_EQ(RawSql(path,
+                   "DROP TABLE audit; DELETE FROM schema_migrations WHERE version = 6;"
+                   "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT "
+                   "NULL, app_id TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+                   "subject TEXT NOT NULL, result TEXT NOT NULL, detail TEXT NOT NULL);"
+                   "INSERT INTO audit VALUES (7, 1, 'app_a', 'otpctl', 'app.create', 'app_a', "
+                   "'ok', 'first'), (9, 2, 'app_a', 'api', 'verification.check', 'ver_1', "
+                   "'wrong_code', 'second');"),
+            SQLITE_OK);
+  auto s = OpenStore("sqlite://" + path);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(
+      (*s)->AppendAudit(AuditEntry{0, now, "app_a", "otpctl", "x", "s", "ok", "third"}).ok());
+  auto rows = (*s)->ListAudit("app_a", 10);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].id, 7);
+  EXPECT_EQ((*rows)[0].detail, "first");
+  EXPECT_EQ((*rows)[1].id, 9);
+  EXPECT_EQ((*rows)[1].result, "wrong_code");
+  EXPECT_GT((*rows)[2].id, 9);
+  EXPECT_EQ((*rows)[2].detail, "third");
+  EXPECT_NE(RawSql(path, "DELETE FROM audit"), SQLITE_OK);
+  EXPECT_NE(RawSql(path, "UPDATE audit SET detail = ''"), SQLITE_OK);
+  std::string schema;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_exec(
+      db, "SELECT sql FROM sqlite_master WHERE name = 'audit'",
+      [](void* out, int, char** values, char**) {
+        *static_cast<std::string*>(out) = values[0] != nullptr ? values[0] : "";
+        return 0;
+      },
+      &schema, nullptr);
+  sqlite3_close(db);
+  EXPECT_NE(schema.find("id INTEGER PRIMARY KEY,"), std::string::npos) << schema;
+  EXPECT_EQ(schema.find("AUTOINCREMENT"), std::string::npos) << schema;
 }
 
 TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {

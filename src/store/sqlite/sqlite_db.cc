@@ -14,6 +14,17 @@ namespace {
   throw SqliteError(msg, rc);
 }
 
+// Once per process, before the first connection: no memory statistics, which
+// SQLite otherwise keeps under one global mutex taken on every allocation of
+// every connection (otpd never asks for them).
+void ConfigureOnce() {
+  static const bool configured = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)configured;
+}
+
 }  // namespace
 
 bool Stmt::Step() {
@@ -30,6 +41,7 @@ int Stmt::Exec() {
 }
 
 Db::Db(const std::string& path, bool read_only) {
+  ConfigureOnce();
   const int flags =
       (read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
       SQLITE_OPEN_NOMUTEX;
