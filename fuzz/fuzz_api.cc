@@ -213,6 +213,22 @@ bool Mentions(const HttpRequest& r, const std::string& secret) {
   std::abort();
 }
 
+// Every key and string/number value in `j`, unescaped, one per line.
+void AppendValues(const json& j, std::string& out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) {
+      out += key + "\n";
+      AppendValues(value, out);
+    }
+  } else if (j.is_array()) {
+    for (const auto& value : j) AppendValues(value, out);
+  } else if (j.is_string()) {
+    out += j.get<std::string>() + "\n";
+  } else {
+    out += j.dump() + "\n";
+  }
+}
+
 void CheckResponse(const HttpRequest& request, const HttpResponse& response, const World& w) {
   if (response.status < 200 || response.status > 499) Fail("status out of range", response);
   const bool problem = response.content_type == "application/problem+json";
@@ -227,12 +243,15 @@ void CheckResponse(const HttpRequest& request, const HttpResponse& response, con
     }
   }
   if (response.status >= 400 && !problem) Fail("error not problem+json", response);
+  // A JSON answer is searched value by value, unescaped: its escapes are not
+  // the answer's content ("\u0000" then "18565" holds "018565" as text only).
   // A new factor's QR code is an SVG full of digits: a six-digit code may occur
   // in it by chance, so it is left out of the search.
   std::string all = response.body;
   if (json body = json::parse(response.body, nullptr, false); body.is_object()) {
     body.erase("qr_svg");
-    all = body.dump();
+    all.clear();
+    AppendValues(body, all);
   }
   for (const auto& [name, value] : response.headers) all += "\n" + name + ": " + value;
   for (const std::string* secret : {&w.code, &w.key, &w.factor_secret}) {

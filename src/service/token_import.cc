@@ -385,26 +385,38 @@ Status NoRepeatedElements(const xmlNode* parent, std::size_t index) {
   return {};
 }
 
-// libpskc reads the text of the elements it knows without checking that there
-// is any: an empty <Manufacturer></Manufacturer> crashed it (a NULL strncmp,
-// found by fuzz_pskc). So no text element may be empty. Containers may be (an
-// encrypted <Secret> has been taken out of its <Data> by now), and so may the
-// elements that carry only attributes (RFC 6030; <Suite hashalgo="…"/> as some
-// vendors write it).
-Status NoEmptyElements(const xmlNode* parent) {
+// libpskc reads an element's text as its first child's content without
+// checking what that child is: an empty <Manufacturer></Manufacturer>, or one
+// whose first child is an element, crashed it (a NULL strncmp, found by
+// fuzz_pskc). So every element other than a container holds text only (no
+// child elements, no comments), and is not empty unless it carries only
+// attributes (RFC 6030; <Suite hashalgo="…"/> as some vendors write it).
+// Containers may be empty: an encrypted <Secret> has been taken out of its
+// <Data> by now.
+Status TextOnlyLeaves(const xmlNode* parent) {
   // Element names, each with a space on either side.
-  static constexpr std::string_view kMayBeEmpty =
-      " ResponseFormat ChallengeFormat PINPolicy Suite "  // attributes only
-      "KeyContainer KeyPackage DeviceInfo CryptoModuleInfo Key Data Secret Counter Time "
-      "TimeInterval TimeDrift AlgorithmParameters Policy ";  // containers
+  static constexpr std::string_view kContainers =
+      " KeyContainer KeyPackage DeviceInfo CryptoModuleInfo Key Data Secret Counter Time "
+      "TimeInterval TimeDrift AlgorithmParameters Policy ";
+  static constexpr std::string_view kAttributeOnly =
+      " ResponseFormat ChallengeFormat PINPolicy Suite ";
   for (const xmlNode* c = parent->children; c != nullptr; c = c->next) {
     if (c->type != XML_ELEMENT_NODE) continue;
-    if (c->children == nullptr &&
-        kMayBeEmpty.find(" " + std::string(Name(c)) + " ") == std::string_view::npos) {
-      return InvalidArgument("line " + std::to_string(xmlGetLineNo(c)) + ": <" +
-                             std::string(Name(c)) + "> is empty");
+    const std::string name = " " + std::string(Name(c)) + " ";
+    if (kContainers.find(name) != std::string_view::npos) {
+      OTP_RETURN_IF_ERROR(TextOnlyLeaves(c));
+      continue;
     }
-    OTP_RETURN_IF_ERROR(NoEmptyElements(c));
+    const std::string where =
+        "line " + std::to_string(xmlGetLineNo(c)) + ": <" + std::string(Name(c)) + ">";
+    if (c->children == nullptr && kAttributeOnly.find(name) == std::string_view::npos) {
+      return InvalidArgument(where + " is empty");
+    }
+    for (const xmlNode* t = c->children; t != nullptr; t = t->next) {
+      if (t->type != XML_TEXT_NODE && t->type != XML_CDATA_SECTION_NODE) {
+        return InvalidArgument(where + " may hold text only");
+      }
+    }
   }
   return {};
 }
@@ -633,7 +645,7 @@ Result<std::vector<ImportedToken>> ParsePskc(std::string_view xml, const PskcOpt
     extras.push_back(std::move(*e));
   }
   if (extras.empty()) return InvalidArgument("the PSKC file has no KeyPackage");
-  OTP_RETURN_IF_ERROR(NoEmptyElements(root));
+  OTP_RETURN_IF_ERROR(TextOnlyLeaves(root));
 
   // 3. libpskc reads the rest and must understand all of it.
   xmlChar* rest = nullptr;

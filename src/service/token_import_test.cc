@@ -637,11 +637,11 @@ TEST(Sec16Pskc, RepeatedElementsInAKeyRefused) {
   EXPECT_EQ(r->at(0).counter, 7);
 }
 
-// Found by fuzz_pskc: an empty <Manufacturer></Manufacturer> crashed libpskc
-// (it reads the text without checking there is any). Empty elements are
-// refused before libpskc sees the file, naming the line; attribute-only ones
-// stay allowed.
-TEST(Sec16Pskc, EmptyElementsRefusedBeforeLibpskc) {
+// Found by fuzz_pskc: an empty <Manufacturer></Manufacturer>, and one whose
+// first child was an element, crashed libpskc (it reads the first child's
+// content without checking there is any). Both are refused before libpskc
+// sees the file, naming the line; attribute-only elements stay allowed.
+TEST(Sec16Pskc, EmptyOrNestedTextElementsRefusedBeforeLibpskc) {
   PskcOptions plain;
   plain.allow_plaintext = true;
   const std::string secret = B64(RandomBytes(20));
@@ -659,6 +659,14 @@ TEST(Sec16Pskc, EmptyElementsRefusedBeforeLibpskc) {
       EXPECT_THAT(ErrorOf(ParsePskc(file(empty + "<SerialNo>S1</SerialNo>"), plain)),
                   MatchesRegex("line [0-9]+: <" + name + "> is empty"));
     }
+  }
+  // An element or a comment where text belongs: refused too (libpskc would
+  // read the first child's content, NULL for an element).
+  for (const std::string inner : {"<ResponseFormat Length=\"6\"/>oath.test", "<!--x-->oath.test"}) {
+    EXPECT_THAT(
+        ErrorOf(ParsePskc(file("<Manufacturer>" + inner + "</Manufacturer><SerialNo>S1</SerialNo>"),
+                          plain)),
+        MatchesRegex("line [0-9]+: <Manufacturer> may hold text only"));
   }
   auto r = ParsePskc(file("<Manufacturer>oath.test</Manufacturer><SerialNo>S1</SerialNo>"), plain);
   ASSERT_TRUE(r.ok()) << r.status().message();
