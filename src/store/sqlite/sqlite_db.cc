@@ -1,7 +1,5 @@
 #include "store/sqlite/sqlite_db.h"
 
-#include "otp/crypto.h"
-
 #include <stdexcept>
 
 namespace otpd::sqlite {
@@ -53,23 +51,6 @@ Db::Db(const std::string& path, bool read_only) {
     throw SqliteError(msg, rc);
   }
   sqlite3_busy_timeout(db_, 5000);
-  // otpd_ct_equal(a, b): 1 when the two texts are equal, compared in time that
-  // depends only on their lengths (code hashes are compared inside the UPDATE
-  // that spends the check, so a check is one statement).
-  sqlite3_create_function_v2(
-      db_, "otpd_ct_equal", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
-      [](sqlite3_context* ctx, int, sqlite3_value** argv) {
-        const auto* a = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
-        const int a_len = sqlite3_value_bytes(argv[0]);
-        const auto* b = reinterpret_cast<const char*>(sqlite3_value_text(argv[1]));
-        const int b_len = sqlite3_value_bytes(argv[1]);
-        const bool equal =
-            a != nullptr && b != nullptr &&
-            otp::ConstantTimeEqual(std::string_view(a, static_cast<std::size_t>(a_len)),
-                                   std::string_view(b, static_cast<std::size_t>(b_len)));
-        sqlite3_result_int(ctx, equal ? 1 : 0);
-      },
-      nullptr, nullptr, nullptr);
 }
 
 Db::~Db() {

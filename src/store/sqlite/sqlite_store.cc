@@ -1748,44 +1748,49 @@ class SqliteStore final : public Store {
     Db& db_;
   };
 
-  // One check (Store::RecordCheck) inside the writer's transaction: one UPDATE
-  // compares the hash (otpd_ct_equal, constant time), spends the check and
-  // moves the status; a SELECT by key reads the outcome. (Not UPDATE ...
-  // RETURNING: SQLite builds an ephemeral table for RETURNING, which costs more
-  // than the update itself.) A refusal or a verification leaving pending costs more.
+  // One check (Store::RecordCheck) inside the writer's transaction: a SELECT by
+  // key reads the verification (and its rowid), the hash is compared in
+  // constant time here, and an UPDATE by rowid spends the check and moves the
+  // status. Atomic because the writer's batch is one BEGIN IMMEDIATE
+  // transaction (no other writer, in this process or another, runs between
+  // the two statements), and one key lookup cheaper than an UPDATE by id
+  // followed by a SELECT of the outcome. (Not UPDATE ... RETURNING: SQLite
+  // builds an ephemeral table for RETURNING, which costs more than the update
+  // itself.) A refusal or a verification leaving pending costs more.
   static Result<Transition> CheckTx(Db& db, std::string_view app_id, std::string_view id,
                                     std::string_view code_hash, TimePoint now) {
-    const int changed =
-        db.Prepare(
-              "UPDATE verifications SET check_count = check_count + 1, "
-              "status = CASE WHEN otpd_ct_equal(code_hash, ?1) THEN 'approved' "
-              "  WHEN check_count + 1 >= max_checks THEN 'max_checks_reached' ELSE status END, "
-              "updated_at = ?2 "
-              "WHERE id = ?3 AND app_id = ?4 AND status = 'pending' AND expires_at > ?2")
-            .BindAll(code_hash, Ms(now), id, app_id)
-            .Exec();
-    if (changed == 0) {
+    Stmt s = db.Prepare(
+        "SELECT rowid, status, check_count, send_count, max_checks, channel, recipient, "
+        "code_hash, expires_at FROM verifications WHERE id = ?1 AND app_id = ?2");
+    s.BindAll(id, app_id);
+    if (!s.Step() || s.Text(1) != kPending || s.Int(8) <= Ms(now)) {
+      Drain(s);
       Result<Transition> r = Refused(db, app_id, id, now);
       if (r.ok()) AuditRefusal(db, app_id, id, "verification.check", r->status, now);
       return r;
     }
-    Stmt s = db.Prepare(
-        "SELECT status, check_count, send_count, max_checks, channel, recipient FROM "
-        "verifications WHERE id = ?");
-    s.BindAll(id);
-    if (!s.Step()) return otp::Internal("a checked verification vanished");
+    const std::int64_t rowid = s.Int(0);
     Transition t{true,
                  Transition::Refusal::kNone,
-                 s.Text(0),
-                 static_cast<int>(s.Int(1)),
-                 static_cast<int>(s.Int(2)),
+                 kPending,
+                 static_cast<int>(s.Int(2)) + 1,
+                 static_cast<int>(s.Int(3)),
                  {}};
-    t.correct = t.status == kApproved;
-    t.max_checks = static_cast<int>(s.Int(3));
-    t.channel = s.Text(4);
-    const std::string recipient = s.Text(5);
-    while (s.Step()) {
+    t.max_checks = static_cast<int>(s.Int(4));
+    t.channel = s.Text(5);
+    const std::string recipient = s.Text(6);
+    t.correct = otp::ConstantTimeEqual(s.Text(7), code_hash);
+    Drain(s);
+    if (t.correct) {
+      t.status = kApproved;
+    } else if (t.check_count >= t.max_checks) {
+      t.status = kMaxChecksReached;
     }
+    db.Prepare(
+          "UPDATE verifications SET check_count = ?1, status = ?2, updated_at = ?3 "
+          "WHERE rowid = ?4")
+        .BindAll(t.check_count, t.status, Ms(now), rowid)
+        .Exec();
     // Every check is audited (one INSERT, a cached statement); an event only
     // when the verification leaves pending.
     InsertAudit(db, VerificationAudit(app_id, "api", "verification.check", id, CheckResult(t),
