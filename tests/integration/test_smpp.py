@@ -298,14 +298,23 @@ class SmppReportTest(SmppTestCase):
         v = self.wait_deliveries(server, key, v["id"], ["delivered"])
         self.assertEqual(v["deliveries"][0]["provider"], "smsc", v)
         # Every attempt is in /metrics too: the send, its time, the receipt, the bind.
-        metrics = server.request("GET", "/metrics").body
-        for line in ['otpd_deliveries_total{provider="smsc",channel="sms",status="sent"} 1',
-                     'otpd_delivery_send_seconds_count{provider="smsc"} 1',
-                     'otpd_delivery_reports_total{provider="smsc",channel="sms",status="delivered"} 1',
-                     'otpd_delivery_report_seconds_count{provider="smsc"} 1',
-                     'otpd_delivery_queue_depth 0',
-                     'otpd_provider_bound{provider="smsc",type="smpp"} 1']:
-            self.assertIn(line + "\n", metrics)
+        # The receipt can be applied before the send's own outcome is committed
+        # (FinishJobAsync), so the send's counter and the queue depth may lag
+        # the delivery's status by a moment: wait for all of them.
+        lines = ['otpd_deliveries_total{provider="smsc",channel="sms",status="sent"} 1',
+                 'otpd_delivery_send_seconds_count{provider="smsc"} 1',
+                 'otpd_delivery_reports_total{provider="smsc",channel="sms",status="delivered"} 1',
+                 'otpd_delivery_report_seconds_count{provider="smsc"} 1',
+                 'otpd_delivery_queue_depth 0',
+                 'otpd_provider_bound{provider="smsc",type="smpp"} 1']
+        seen = {"body": ""}
+
+        def all_lines():
+            seen["body"] = server.request("GET", "/metrics").body
+            return all(line + "\n" in seen["body"] for line in lines)
+
+        h.wait_until(lambda: "every delivery metric; missing: %s" % [
+            line for line in lines if line + "\n" not in seen["body"]], all_lines, timeout=10)
         self.approve(server, key, v["id"], code_in(s["text"]))
         # An SMSC that goes away shows as unbound.
         peer.stop()

@@ -468,12 +468,13 @@ class SqliteStore final : public Store {
     // writer builds and commits the next batch while the disk syncs the last
     // one: the fsync wait is overlapped instead of repeated per batch.
     //
-    // The writer keeps 64 MiB of pages in its cache (SQLite's default, 2 MiB,
-    // made every check of a large table read its page back from the file), and
-    // every connection maps the database file (reads without a pread each).
+    // The writer keeps 64 MiB of pages in its cache: SQLite's default, 2 MiB,
+    // made every check of a large table read its page back from the file.
+    // (Memory-mapped reads were tried and dropped: each time a checkpoint grew
+    // the file, every connection remapped it, and TOTP verify got slower.)
     writer_db_.Exec(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-        "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;");
+        "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536;");
     sqlite3_wal_hook(writer_db_.raw(), &SqliteStore::OnWalCommit, this);
     writer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "otpd-writer");
@@ -2205,7 +2206,7 @@ class SqliteStore final : public Store {
     try {
       if (!db) {
         db = std::make_unique<Db>(path_, false);
-        db->Exec("PRAGMA query_only=ON; PRAGMA mmap_size=268435456;");
+        db->Exec("PRAGMA query_only=ON;");
       }
       Result<T> r = fn(*db);
       std::lock_guard lock(readers_mu_);
