@@ -775,7 +775,7 @@ struct HttpServer::Impl {
     return out;
   }
 
-  // The context of the next accepted connection. Control strand only.
+  // Keeps each context running while it has no connection yet (released at stop).
   static std::vector<asio::executor_work_guard<asio::io_context::executor_type>> MakeGuards(
       const std::vector<std::unique_ptr<asio::io_context>>& contexts) {
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> out;
@@ -783,6 +783,7 @@ struct HttpServer::Impl {
     return out;
   }
 
+  // The context of the next accepted connection. Control strand only.
   asio::io_context& NextContext() { return *contexts[next_context++ % contexts.size()]; }
 
   // Lets each context's run() return once it has no work left (connections,
