@@ -255,10 +255,7 @@ struct HttpServer::Impl {
   Impl(HttpServerOptions opts, HttpHandler h)
       : options(std::move(opts)),
         handler(std::move(h)),
-        io_threads(options.io_threads > 0
-                       ? options.io_threads
-                       : std::max(1, static_cast<int>(std::thread::hardware_concurrency()))),
-        contexts(MakeContexts(io_threads)),
+        contexts(MakeContexts(options.io_threads)),
         control(asio::make_strand(*contexts[0])),
         acceptor(control),
         signals(control),
@@ -769,7 +766,10 @@ struct HttpServer::Impl {
   // need a strand, and the threads share no scheduler queue or lock. (One
   // context run by every thread cost more CPU per request and more latency:
   // strand dispatch, and the threads waking each other through its queue.)
-  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int n) {
+  // `threads` <= 0: one per core.
+  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int threads) {
+    const int n =
+        threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
     std::vector<std::unique_ptr<asio::io_context>> out;
     for (int i = 0; i < n; ++i) out.push_back(std::make_unique<asio::io_context>(1));
     return out;
@@ -809,7 +809,6 @@ struct HttpServer::Impl {
 
   HttpServerOptions options;
   HttpHandler handler;
-  int io_threads;
   std::atomic<bool> stopping{false};
   std::uint16_t bound_port = 0;
 

@@ -1349,11 +1349,21 @@ TEST(SqliteStoreTest, MigrationsAreIdempotentAndDataSurvivesReopen) {
   EXPECT_EQ((*s)->ClaimJobs(now, now + seconds(60), 10)->size(), 1u);  // the queue survived
 }
 
-// Runs `sql` on the database file directly (not through the store).
-int RawSql(const std::string& path, const std::string& sql) {
+// Runs `sql` on the database file directly (not through the store); `value`,
+// if given, receives the first column of the last row it returned.
+int RawSql(const std::string& path, const std::string& sql, std::string* value = nullptr) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open(path.c_str(), &db);
-  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_exec(
+        db, sql.c_str(),
+        [](void* out, int, char** values, char**) {
+          if (out != nullptr)
+            *static_cast<std::string*>(out) = values[0] != nullptr ? values[0] : "";
+          return 0;
+        },
+        value, nullptr);
+  }
   sqlite3_close(db);
   return rc;
 }
@@ -1391,16 +1401,7 @@ TEST(SqliteStoreTest, Migration6KeepsTheAuditRowsAndTheirOrder) {
   EXPECT_NE(RawSql(path, "DELETE FROM audit"), SQLITE_OK);
   EXPECT_NE(RawSql(path, "UPDATE audit SET detail = ''"), SQLITE_OK);
   std::string schema;
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  sqlite3_exec(
-      db, "SELECT sql FROM sqlite_master WHERE name = 'audit'",
-      [](void* out, int, char** values, char**) {
-        *static_cast<std::string*>(out) = values[0] != nullptr ? values[0] : "";
-        return 0;
-      },
-      &schema, nullptr);
-  sqlite3_close(db);
+  ASSERT_EQ(RawSql(path, "SELECT sql FROM sqlite_master WHERE name = 'audit'", &schema), SQLITE_OK);
   EXPECT_NE(schema.find("id INTEGER PRIMARY KEY,"), std::string::npos) << schema;
   EXPECT_EQ(schema.find("AUTOINCREMENT"), std::string::npos) << schema;
 }
@@ -1423,7 +1424,7 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
 
 TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   // The writer leaves checkpoints to a thread of their own, woken once the WAL
-  // holds 1000 pages. They must really copy pages into the database file (a
+  // holds 16000 pages. They must really copy pages into the database file (a
   // checkpoint through a connection that has not read yet does nothing, and the
   // WAL then grows without bound).
   const std::string path = TempDbPath();
@@ -1433,7 +1434,7 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   ASSERT_TRUE((*s)->CreateApp(MakeApp("app_a", now)).ok());
   const auto db_size = [&] { return std::filesystem::file_size(path); };
   const auto before = db_size();
-  for (int i = 0; i < 3000; ++i) {  // each in its own commit: well over 1000 WAL pages
+  for (int i = 0; i < 3000; ++i) {  // each in its own commit: about 21000 WAL pages
     Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now);
     v.to = "+30691" + std::to_string(1000000 + i);
     ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
