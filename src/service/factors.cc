@@ -292,49 +292,42 @@ ApiResult<FactorCheck> FactorService::Verify(const App& app, const std::string& 
 void FactorService::VerifyAsync(const App& app, const std::string& user_id, const std::string& code,
                                 const std::optional<std::string>& factor_id,
                                 std::function<void(ApiResult<FactorCheck>)> done) {
-  auto candidates = VerifyCandidates(app, user_id, code, factor_id);
-  if (!candidates.ok()) return done(candidates.error());
-  FactorAttempt a = MakeAttempt(app, user_id, "factor.verify", std::move(candidates).value());
-  const otp::TimePoint now = a.now;
-  store_.RecordFactorAttemptAsync(std::move(a),
-                                  [now, done = std::move(done)](Result<FactorAttemptOutcome> out) {
-                                    done(AttemptAnswer(out, now));
-                                  });
-}
-
-ApiResult<std::vector<FactorCandidate>> FactorService::VerifyCandidates(
-    const App& app, const std::string& user_id, const std::string& code,
-    const std::optional<std::string>& factor_id) {
-  if (!ValidUserId(user_id)) return MakeError(ApiCode::kNotFound, "no such user");
-  std::vector<Factor> factors;
-  if (factor_id) {
-    auto f = Get(app, user_id, *factor_id);
-    if (!f.ok()) return f.error();
-    factors.push_back(std::move(f).value());
-  } else {
-    auto list = store_.ListFactors(app.id, user_id);
-    if (!list.ok()) return FromStoreStatus(list.status());
-    factors = std::move(list).value();
-  }
-  const std::int64_t now_s = otp::ToUnixSeconds(clock_.Now());
-  std::vector<FactorCandidate> candidates;
-  for (const Factor& f : factors) {
-    if (f.status != kFactorActive) continue;
-    auto key = KeyFor(f);
-    if (!key.ok()) return key.error();
-    if (auto c = Candidates::Match(rules_, app.settings.totp_window, f, *key, code, now_s))
-      candidates.push_back(*c);
-  }
+  if (!ValidUserId(user_id)) return done(MakeError(ApiCode::kNotFound, "no such user"));
+  std::vector<FactorCandidate> recovery;
   if (!factor_id) {
     const std::string normalised = NormaliseRecoveryCode(code);
     if (!normalised.empty()) {
       FactorCandidate c;
       c.kind = FactorCandidate::Kind::kRecoveryCode;
       c.code_hash = secrets_.code_hasher.Hash(RecoveryBinding(app, user_id), normalised);
-      candidates.push_back(std::move(c));
+      recovery.push_back(std::move(c));
     }
   }
-  return candidates;
+  FactorAttempt a = MakeAttempt(app, user_id, "factor.verify", std::move(recovery));
+  const otp::TimePoint now = a.now;
+  // Runs where the store reads the factors (SQLite: on its writer thread).
+  auto match = [this, window = app.settings.totp_window, code, now_s = otp::ToUnixSeconds(now)](
+                   const std::vector<Factor>& factors) -> Result<std::vector<FactorCandidate>> {
+    std::vector<FactorCandidate> candidates;
+    for (const Factor& f : factors) {
+      if (f.status != kFactorActive) continue;
+      auto key = KeyFor(f);
+      if (!key.ok()) return otp::Internal("cannot open the secret of factor " + f.id);
+      if (auto c = Candidates::Match(rules_, window, f, *key, code, now_s)) {
+        candidates.push_back(*c);
+      }
+    }
+    return candidates;
+  };
+  store_.MatchFactorAttemptAsync(
+      std::move(a), factor_id, match,
+      [now, by_id = factor_id.has_value(),
+       done = std::move(done)](Result<FactorAttemptOutcome> out) {
+        if (by_id && !out.ok() && out.status().code() == otp::StatusCode::kNotFound) {
+          return done(MakeError(ApiCode::kNotFound, "no such factor"));
+        }
+        done(AttemptAnswer(out, now));
+      });
 }
 
 ApiResult<FactorCheck> FactorService::Resync(const App& app, const std::string& user_id,

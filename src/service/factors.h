@@ -101,11 +101,6 @@ class FactorService {
   // The API's answer to a recorded attempt made at `now`.
   static ApiResult<FactorCheck> AttemptAnswer(const Result<FactorAttemptOutcome>& outcome,
                                               otp::TimePoint now);
-  // What `code` matches among the user's active factors (or `factor_id`) and
-  // recovery codes.
-  ApiResult<std::vector<FactorCandidate>> VerifyCandidates(
-      const App& app, const std::string& user_id, const std::string& code,
-      const std::optional<std::string>& factor_id);
   otp::Result<std::vector<std::uint8_t>> OpenSecret(const Factor& factor) const;
   // The factor's HMAC key (internal error if its secret cannot be opened).
   ApiResult<otp::HotpKey> KeyFor(const Factor& factor) const;

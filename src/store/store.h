@@ -361,6 +361,35 @@ class Store {
                                         std::function<void(Result<FactorAttemptOutcome>)> done) {
     done(RecordFactorAttempt(attempt));
   }
+  // What a code matches among `factors` (the candidates, or an error that ends
+  // the attempt with nothing written). Called once, on any thread.
+  using FactorMatcher =
+      std::function<Result<std::vector<FactorCandidate>>(const std::vector<Factor>& factors)>;
+  // Reads the user's factors (oldest first), or only `factor_id` (NotFound
+  // unless it is the user's), puts what `match` makes of them before
+  // `attempt.candidates`, and records the attempt, answering like
+  // RecordFactorAttemptAsync. By default a read, then RecordFactorAttemptAsync;
+  // SQLite does both in one writer transaction, where the factor's pages are
+  // cached and the match sees the state the update is made against.
+  virtual void MatchFactorAttemptAsync(FactorAttempt attempt,
+                                       const std::optional<std::string>& factor_id,
+                                       const FactorMatcher& match,
+                                       std::function<void(Result<FactorAttemptOutcome>)> done) {
+    Result<std::vector<Factor>> factors = std::vector<Factor>{};
+    if (!factor_id) {
+      factors = ListFactors(attempt.app_id, attempt.user_id);
+    } else if (Result<Factor> one = GetFactor(attempt.app_id, attempt.user_id, *factor_id);
+               one.ok()) {
+      factors->push_back(std::move(one).value());
+    } else {
+      factors = one.status();
+    }
+    if (!factors.ok()) return done(factors.status());
+    Result<std::vector<FactorCandidate>> matched = match(*factors);
+    if (!matched.ok()) return done(matched.status());
+    attempt.candidates.insert(attempt.candidates.begin(), matched->begin(), matched->end());
+    RecordFactorAttemptAsync(std::move(attempt), std::move(done));
+  }
 
   // --- recovery codes
   // Replaces the user's set with `code_hashes` atomically; writes recovery_codes.issued.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "store/memory/memory_store.h"
@@ -925,6 +926,72 @@ TEST_P(StoreTest, ConcurrentAttemptsWithTheSameCodeSucceedOnce) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(valid.load(), 1);
   EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 7);
+}
+
+// MatchFactorAttemptAsync, answered on whatever thread the backend uses.
+Result<FactorAttemptOutcome> MatchAttempt(Store& store, FactorAttempt a,
+                                          const std::optional<std::string>& factor_id,
+                                          const Store::FactorMatcher& match) {
+  std::promise<Result<FactorAttemptOutcome>> done;
+  auto answer = done.get_future();
+  store.MatchFactorAttemptAsync(std::move(a), factor_id, match,
+                                [&done](Result<FactorAttemptOutcome> r) { done.set_value(r); });
+  return answer.get();
+}
+
+TEST_P(StoreTest, MatchFactorAttemptSeesTheUsersFactorsAndRecordsTheMatch) {
+  Factor t = MakeFactor("fac_t", "app_a", "alice", "totp", now_);
+  t.status = kFactorActive;
+  ASSERT_TRUE(store_->CreateFactor(t).ok());
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_h", "app_a", "alice", "hotp", now_)).ok());
+  ASSERT_TRUE(store_->CreateFactor(MakeFactor("fac_b", "app_a", "bob", "totp", now_)).ok());
+  ASSERT_TRUE(store_->ReplaceRecoveryCodes("app_a", "alice", {"rc-hash"}, now_).ok());
+
+  // Every factor of the user, oldest first; the match comes before the
+  // candidates already in the attempt.
+  std::vector<std::string> seen;
+  auto r = MatchAttempt(*store_, Attempt("alice", {RecoveryHash("rc-hash")}, now_), std::nullopt,
+                        [&](const std::vector<Factor>& factors) {
+                          for (const Factor& f : factors) seen.push_back(f.id);
+                          return Result<std::vector<FactorCandidate>>(
+                              std::vector<FactorCandidate>{FactorAt("fac_t", 42)});
+                        });
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"fac_t", "fac_h"}));
+  EXPECT_TRUE(r->valid);
+  ASSERT_TRUE(r->matched.has_value());
+  EXPECT_EQ(r->matched->factor_id, "fac_t");
+  EXPECT_EQ(store_->GetFactor("app_a", "alice", "fac_t")->last_step, 42);
+  EXPECT_EQ(store_->ListRecoveryCodes("app_a", "alice")->at(0).used_at, std::nullopt);
+
+  // One factor by id: only that one, and only if it is the user's.
+  seen.clear();
+  auto collect = [&](const std::vector<Factor>& factors) {
+    for (const Factor& f : factors) seen.push_back(f.id);
+    return Result<std::vector<FactorCandidate>>(std::vector<FactorCandidate>{});
+  };
+  r = MatchAttempt(*store_, Attempt("alice", {}, now_), std::string("fac_h"), collect);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->valid);
+  EXPECT_EQ(r->failures, 1);
+  EXPECT_EQ(seen, (std::vector<std::string>{"fac_h"}));
+  seen.clear();
+  r = MatchAttempt(*store_, Attempt("alice", {}, now_), std::string("fac_b"), collect);
+  EXPECT_EQ(r.status().code(), otp::StatusCode::kNotFound);
+  EXPECT_TRUE(seen.empty());
+
+  // A matcher error ends the attempt with nothing written: no failure counted,
+  // no audit row.
+  const std::size_t audited = store_->ListAudit("app_a", 1000)->size();
+  r = MatchAttempt(*store_, Attempt("alice", {}, now_), std::nullopt,
+                   [](const std::vector<Factor>&) -> Result<std::vector<FactorCandidate>> {
+                     return otp::Internal("cannot open the secret");
+                   });
+  EXPECT_EQ(r.status().code(), otp::StatusCode::kInternal);
+  EXPECT_EQ(store_->ListAudit("app_a", 1000)->size(), audited);
+  r = MatchAttempt(*store_, Attempt("alice", {}, now_), std::nullopt, collect);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->failures, 2);  // the matcher error counted none
 }
 
 TEST_P(StoreTest, AuditIsNewestLimitedOldestFirst) {

@@ -1157,15 +1157,19 @@ class SqliteStore final : public Store {
 
   Result<std::vector<Factor>> ListFactors(std::string_view app_id,
                                           std::string_view user_id) override {
-    return Read<std::vector<Factor>>([&](Db& db) -> Result<std::vector<Factor>> {
-      Stmt s = db.Prepare(std::string("SELECT ") + kFactorColumns +
-                          " FROM factors WHERE app_id = ? AND user_id = ? "
-                          "ORDER BY created_at, rowid");
-      s.BindAll(app_id, user_id);
-      std::vector<Factor> out;
-      while (s.Step()) out.push_back(ReadFactor(s));
-      return out;
-    });
+    return Read<std::vector<Factor>>(
+        [&](Db& db) -> Result<std::vector<Factor>> { return SelectFactors(db, app_id, user_id); });
+  }
+
+  static std::vector<Factor> SelectFactors(Db& db, std::string_view app_id,
+                                           std::string_view user_id) {
+    Stmt s = db.Prepare(std::string("SELECT ") + kFactorColumns +
+                        " FROM factors WHERE app_id = ? AND user_id = ? "
+                        "ORDER BY created_at, rowid");
+    s.BindAll(app_id, user_id);
+    std::vector<Factor> out;
+    while (s.Step()) out.push_back(ReadFactor(s));
+    return out;
   }
 
   Status DeleteFactor(std::string_view app_id, std::string_view user_id, std::string_view factor_id,
@@ -1222,9 +1226,42 @@ class SqliteStore final : public Store {
   // No thread waits: the writer answers `done` after the batch's commit.
   void RecordFactorAttemptAsync(FactorAttempt attempt,
                                 std::function<void(Result<FactorAttemptOutcome>)> done) override {
+    AttemptAsync(std::move(attempt), nullptr, std::move(done));
+  }
+
+  // The read, the match and the attempt in one op of the writer's batch: the
+  // writer's page cache holds the factor (a pooled reader starts cold after
+  // every commit), and no state changes between the match and the update.
+  void MatchFactorAttemptAsync(FactorAttempt attempt, const std::optional<std::string>& factor_id,
+                               const FactorMatcher& match,
+                               std::function<void(Result<FactorAttemptOutcome>)> done) override {
+    auto prepare = [factor_id, match](Db& db, FactorAttempt& a) -> Status {
+      Result<std::vector<Factor>> factors = std::vector<Factor>{};
+      if (!factor_id) {
+        factors = SelectFactors(db, a.app_id, a.user_id);
+      } else if (Result<Factor> one = FindFactor(db, a.app_id, a.user_id, *factor_id); one.ok()) {
+        factors->push_back(std::move(one).value());
+      } else {
+        return one.status();
+      }
+      Result<std::vector<FactorCandidate>> matched = match(*factors);
+      if (!matched.ok()) return matched.status();
+      a.candidates.insert(a.candidates.begin(), matched->begin(), matched->end());
+      return Status::Ok();
+    };
+    AttemptAsync(std::move(attempt), prepare, std::move(done));
+  }
+
+  // Runs `attempt` as one op of the writer's batch, after `prepare` (if any),
+  // which may add candidates; its error ends the op with nothing written.
+  void AttemptAsync(FactorAttempt attempt, std::function<Status(Db&, FactorAttempt&)> prepare,
+                    std::function<void(Result<FactorAttemptOutcome>)> done) {
     auto out = std::make_shared<std::optional<Result<FactorAttemptOutcome>>>();
     WriteAsync(
-        [out, a = std::move(attempt)](Db& db) -> Status {
+        [out, a = std::move(attempt), prepare = std::move(prepare)](Db& db) mutable -> Status {
+          if (prepare) {
+            if (Status s = prepare(db, a); !s.ok()) return s;
+          }
           AttemptOps ops(db, a);
           out->emplace(RunFactorAttempt(a, ops));
           return KeepRefusals(**out);
