@@ -14,6 +14,8 @@
 
 #include "store/memory/memory_store.h"
 #include "store/open_store.h"
+#include "store/sqlite/paced_vfs.h"
+#include "store/sqlite/sqlite_db.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace otpd {
@@ -1510,6 +1512,38 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_GT(db_size(), before + 100'000) << "no checkpoint reached the database file";
+}
+
+TEST(SqlitePacedVfsTest, ACheckpointThroughItCopiesEveryPage) {
+  // The checkpointer's VFS sends the database file's pages to the disk every
+  // 1 MiB it writes; the checkpoint must still copy every page, in place.
+  const std::string path = TempDbPath();
+  sqlite::Db writer(path, false);  // open throughout: its close would checkpoint
+  writer.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; "
+      "CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB); "
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) "
+      "INSERT INTO t SELECT i, randomblob(1000) FROM n;");
+  const auto db_size_before = std::filesystem::file_size(path);
+  EXPECT_GT(std::filesystem::file_size(path + "-wal"), 3'000'000u);
+  {
+    sqlite::Db db(path, false, sqlite::PacedVfsName());
+    db.Exec("SELECT 1 FROM sqlite_master LIMIT 1;");  // opens the WAL (see CheckpointLoop)
+    int log = -1;
+    int copied = -1;
+    ASSERT_EQ(
+        sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &copied),
+        SQLITE_OK);
+    EXPECT_EQ(log, 0);  // TRUNCATE: everything copied, the WAL emptied
+  }
+  EXPECT_EQ(std::filesystem::file_size(path + "-wal"), 0u);
+  EXPECT_GT(std::filesystem::file_size(path), db_size_before + 3'000'000);
+  std::string check;
+  std::string sum;
+  ASSERT_EQ(RawSql(path, "PRAGMA integrity_check", &check), SQLITE_OK);
+  EXPECT_EQ(check, "ok");
+  ASSERT_EQ(RawSql(path, "SELECT sum(length(v)) || ':' || count(*) FROM t", &sum), SQLITE_OK);
+  EXPECT_EQ(sum, "3000000:3000");
 }
 
 TEST(Sec8_SqliteStoreTest, OneRequestBucketIsSharedByTwoNodes) {

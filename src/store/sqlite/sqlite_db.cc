@@ -38,12 +38,12 @@ int Stmt::Exec() {
   return sqlite3_changes(sqlite3_db_handle(s_));
 }
 
-Db::Db(const std::string& path, bool read_only) {
+Db::Db(const std::string& path, bool read_only, const char* vfs) {
   ConfigureOnce();
   const int flags =
       (read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
       SQLITE_OPEN_NOMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs);
   if (rc != SQLITE_OK) {
     std::string msg = "open " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
     sqlite3_close(db_);

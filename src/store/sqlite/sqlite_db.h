@@ -82,8 +82,8 @@ struct SqliteError : std::runtime_error {
 
 class Db {
  public:
-  // Opens `path`; throws SqliteError.
-  Db(const std::string& path, bool read_only);
+  // Opens `path` (through the VFS named `vfs`, or the default); throws SqliteError.
+  Db(const std::string& path, bool read_only, const char* vfs = nullptr);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;

@@ -17,11 +17,13 @@
 
 #include "otp/crypto.h"
 #include "store/factor_attempt.h"
+#include "store/sqlite/paced_vfs.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace otpd {
 namespace {
 
+using sqlite::PacedVfsName;
 using sqlite::Db;
 using sqlite::SqliteError;
 using sqlite::Stmt;
@@ -2170,7 +2172,7 @@ class SqliteStore final : public Store {
       }
       try {
         if (!db) {
-          db = std::make_unique<Db>(path_, false);
+          db = std::make_unique<Db>(path_, false, PacedVfsName());
           // A connection opens the WAL with its first read: until then it takes
           // the database for a rollback-journal one, and a checkpoint through
           // it does nothing at all (and reports pnLog = -1). So read first.
