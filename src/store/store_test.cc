@@ -1493,7 +1493,7 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
 
 TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   // The writer leaves checkpoints to a thread of their own, woken once the WAL
-  // holds 16000 pages. They must really copy pages into the database file (a
+  // holds 64000 pages. They must really copy pages into the database file (a
   // checkpoint through a connection that has not read yet does nothing, and the
   // WAL then grows without bound).
   const std::string path = TempDbPath();
@@ -1503,9 +1503,13 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   ASSERT_TRUE((*s)->CreateApp(MakeApp("app_a", now)).ok());
   const auto db_size = [&] { return std::filesystem::file_size(path); };
   const auto before = db_size();
-  for (int i = 0; i < 3000; ++i) {  // each in its own commit: about 21000 WAL pages
+  // With 40 KB of metadata a creation's commit writes about 23 WAL pages:
+  // 3000 of them, one commit each, about 69000.
+  const std::string metadata = R"({"pad":")" + std::string(40'000, 'x') + R"("})";
+  for (int i = 0; i < 3000; ++i) {
     Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now);
     v.to = "+30691" + std::to_string(1000000 + i);
+    v.metadata_json = metadata;
     ASSERT_TRUE((*s)->CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
   }
   for (int i = 0; i < 100 && db_size() <= before; ++i) {

@@ -2089,11 +2089,13 @@ class SqliteStore final : public Store {
   // After each commit on the writer connection: wakes the checkpointer once
   // the WAL holds enough pages.
   static int OnWalCommit(void* self, sqlite3*, const char*, int wal_pages) {
-    // 16000 pages (64 MiB of WAL at most between checkpoints), not SQLite's
+    // 64000 pages (250 MiB of WAL at most between checkpoints), not SQLite's
     // 1000: a page changed many times between two checkpoints is copied to
     // the database once, so checks spread over many verifications cost the
-    // checkpointer a fraction of what they did.
-    constexpr int kCheckpointPages = 16000;
+    // checkpointer a fraction of what they did (at 16000 pages its share of
+    // CPU was about 1.6 times this; docs/benchmarks.md). A crash leaves at
+    // most this much WAL to read back on the next start.
+    constexpr int kCheckpointPages = 64000;
     if (wal_pages >= kCheckpointPages) {
       auto* store = static_cast<SqliteStore*>(self);
       {
