@@ -23,8 +23,8 @@
 namespace otpd {
 namespace {
 
-using sqlite::PacedVfsName;
 using sqlite::Db;
+using sqlite::PacedVfsName;
 using sqlite::SqliteError;
 using sqlite::Stmt;
 
@@ -1238,15 +1238,15 @@ class SqliteStore final : public Store {
                                const FactorMatcher& match,
                                std::function<void(Result<FactorAttemptOutcome>)> done) override {
     auto prepare = [factor_id, match](Db& db, FactorAttempt& a) -> Status {
-      Result<std::vector<Factor>> factors = std::vector<Factor>{};
+      std::vector<Factor> factors;
       if (!factor_id) {
         factors = SelectFactors(db, a.app_id, a.user_id);
       } else if (Result<Factor> one = FindFactor(db, a.app_id, a.user_id, *factor_id); one.ok()) {
-        factors->push_back(std::move(one).value());
+        factors.push_back(std::move(one).value());
       } else {
         return one.status();
       }
-      Result<std::vector<FactorCandidate>> matched = match(*factors);
+      Result<std::vector<FactorCandidate>> matched = match(factors);
       if (!matched.ok()) return matched.status();
       a.candidates.insert(a.candidates.begin(), matched->begin(), matched->end());
       return Status::Ok();
