@@ -57,6 +57,15 @@ int Write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offset) {
   return rc;
 }
 
+// SQLite's own sync covers everything written so far: the next step starts
+// from the next write (not from a range a previous checkpoint left).
+int Sync(sqlite3_file* f, int flags) {
+  const int rc = M(f)->xSync(Real(f), flags);
+  auto* p = reinterpret_cast<PacedFile*>(f);
+  if (rc == SQLITE_OK) p->lo = p->hi = 0;
+  return rc;
+}
+
 int Close(sqlite3_file* f) {
   auto* p = reinterpret_cast<PacedFile*>(f);
   const int rc = M(f)->xClose(Real(f));
@@ -68,7 +77,6 @@ int Close(sqlite3_file* f) {
 // Everything else goes to the default VFS's file as it is.
 int Read(sqlite3_file* f, void* d, int n, sqlite3_int64 o) { return M(f)->xRead(Real(f), d, n, o); }
 int Truncate(sqlite3_file* f, sqlite3_int64 n) { return M(f)->xTruncate(Real(f), n); }
-int Sync(sqlite3_file* f, int flags) { return M(f)->xSync(Real(f), flags); }
 int FileSize(sqlite3_file* f, sqlite3_int64* n) { return M(f)->xFileSize(Real(f), n); }
 int Lock(sqlite3_file* f, int l) { return M(f)->xLock(Real(f), l); }
 int Unlock(sqlite3_file* f, int l) { return M(f)->xUnlock(Real(f), l); }
