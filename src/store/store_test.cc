@@ -14,9 +14,9 @@
 
 #include "store/memory/memory_store.h"
 #include "store/open_store.h"
-#include "store/sqlite/paced_vfs.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/sqlite/sqlite_store.h"
+#include "store/sqlite/vfs.h"
 
 namespace otpd {
 namespace {
@@ -1518,9 +1518,115 @@ TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   EXPECT_GT(db_size(), before + 100'000) << "no checkpoint reached the database file";
 }
 
-TEST(SqlitePacedVfsTest, ACheckpointThroughItCopiesEveryPage) {
-  // The checkpointer's VFS sends the database file's pages to the disk every
-  // 1 MiB it writes; the checkpoint must still copy every page, in place.
+// The rows and bytes of table t as `db` sees them: "count:sum(length(v))".
+std::string CountAndBytes(sqlite::Db& db) {
+  sqlite::Stmt s = db.Prepare("SELECT count(*), coalesce(sum(length(v)), 0) FROM t");
+  if (!s.Step()) return "no row";
+  return std::to_string(s.Int(0)) + ":" + std::to_string(s.Int(1));
+}
+
+// otpd's VFS buffers the WAL frames of a commit and writes them in one piece
+// when SQLite publishes the commit: another connection (the default VFS, as
+// otpd's readers and otpctl use) must find every frame of every commit it can
+// see, for commits of one page, of several, and of more than the buffer.
+TEST(SqliteVfsTest, AnotherConnectionFindsEveryCommitInTheWalFile) {
+  const std::string path = TempDbPath();
+  sqlite::Db writer(path, false, sqlite::OtpdVfsName());
+  writer.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; "
+      "CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB);");
+  sqlite::Db reader(path, false);
+  std::int64_t bytes = 0;
+  for (int i = 1; i <= 300; ++i) {
+    // 10 B to 3 MB: one frame, a few, and (every 50th) more than the 1 MiB
+    // buffer and more than one 128 KiB write.
+    const int size = i % 50 == 0 ? 3'000'000 : 10 + (i % 7) * 3'000;
+    writer.Prepare("INSERT INTO t VALUES (?1, randomblob(?2))").BindAll(i, size).Exec();
+    bytes += size;
+    ASSERT_EQ(CountAndBytes(reader), std::to_string(i) + ":" + std::to_string(bytes))
+        << "after commit " << i;
+  }
+  std::string check;
+  ASSERT_EQ(RawSql(path, "PRAGMA integrity_check", &check), SQLITE_OK);
+  EXPECT_EQ(check, "ok");
+}
+
+// The same with the reader in another thread, reading while commits are
+// published: a commit becomes visible (SQLite's xShmBarrier, inside the
+// commit) before the writer lets go of its locks, and its frames must be in
+// the file from that moment, not from the end of the commit.
+TEST(SqliteVfsTest, AConcurrentReaderFindsEveryCommitItSees) {
+  const std::string path = TempDbPath();
+  sqlite::Db writer(path, false, sqlite::OtpdVfsName());
+  writer.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=0; "
+      "CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB);");
+  constexpr int kCommits = 5000;
+  const auto size = [](std::int64_t i) { return 10 + (i % 5) * 2'000; };
+  std::atomic<bool> done{false};
+  std::atomic<bool> failed{false};
+  std::string failure;  // the reader's, read after the join
+  int reads = 0;
+  std::thread reader([&] {
+    try {
+      sqlite::Db db(path, false);
+      while (!done.load()) {
+        // The newest row: its pages are in the newest commit's frames.
+        sqlite::Stmt s = db.Prepare("SELECT i, length(v) FROM t ORDER BY i DESC LIMIT 1");
+        if (s.Step() && s.Int(1) != size(s.Int(0))) {
+          failure = "row " + std::to_string(s.Int(0)) + " has " + std::to_string(s.Int(1)) +
+                    " bytes, not " + std::to_string(size(s.Int(0)));
+          break;
+        }
+        ++reads;
+      }
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    failed = !failure.empty();
+  });
+  for (int i = 1; i <= kCommits && !failed.load(); ++i) {
+    writer.Prepare("INSERT INTO t VALUES (?1, randomblob(?2))").BindAll(i, size(i)).Exec();
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_GT(reads, 100);
+}
+
+// A transaction too big for the page cache writes frames to the WAL before its
+// commit; rolled back, they were never published, and the next writer (here
+// another connection) writes over them. Nothing of the rolled-back
+// transaction may reach the file after that.
+TEST(SqliteVfsTest, FramesOfARolledBackTransactionNeverOverwriteTheNextWriters) {
+  const std::string path = TempDbPath();
+  sqlite::Db ours(path, false, sqlite::OtpdVfsName());
+  ours.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; "
+      "PRAGMA cache_size=10; CREATE TABLE t (i INTEGER PRIMARY KEY, v BLOB); "
+      "INSERT INTO t VALUES (1, randomblob(100));");
+  const auto wal_size = [&] { return std::filesystem::file_size(path + "-wal"); };
+  const auto before = wal_size();
+  ours.Exec(
+      "BEGIN; WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 400) "
+      "INSERT INTO t SELECT i, randomblob(1000) FROM n;");
+  ours.Exec("ROLLBACK;");
+  EXPECT_GT(wal_size(), before + 100'000) << "the transaction did not spill into the WAL";
+  sqlite::Db other(path, false);
+  other.Exec(
+      "INSERT INTO t VALUES (2, randomblob(2000)); INSERT INTO t VALUES (3, randomblob(3000));");
+  ours.Exec("INSERT INTO t VALUES (4, randomblob(4000));");
+  other.Exec("INSERT INTO t VALUES (5, randomblob(5000));");
+  EXPECT_EQ(CountAndBytes(ours), "5:14100");
+  EXPECT_EQ(CountAndBytes(other), "5:14100");
+  std::string check;
+  ASSERT_EQ(RawSql(path, "PRAGMA integrity_check", &check), SQLITE_OK);
+  EXPECT_EQ(check, "ok");
+}
+
+TEST(SqliteVfsTest, ACheckpointThroughItCopiesEveryPage) {
+  // Through otpd's VFS the database file's pages go to the disk every 1 MiB
+  // a checkpoint writes; the checkpoint must still copy every page, in place.
   const std::string path = TempDbPath();
   sqlite::Db writer(path, false);  // open throughout: its close would checkpoint
   writer.Exec(
@@ -1531,7 +1637,7 @@ TEST(SqlitePacedVfsTest, ACheckpointThroughItCopiesEveryPage) {
   const auto db_size_before = std::filesystem::file_size(path);
   EXPECT_GT(std::filesystem::file_size(path + "-wal"), 3'000'000u);
   {
-    sqlite::Db db(path, false, sqlite::PacedVfsName());
+    sqlite::Db db(path, false, sqlite::OtpdVfsName());
     db.Exec("SELECT 1 FROM sqlite_master LIMIT 1;");  // opens the WAL (see CheckpointLoop)
     int log = -1;
     int copied = -1;

@@ -17,14 +17,14 @@
 
 #include "otp/crypto.h"
 #include "store/factor_attempt.h"
-#include "store/sqlite/paced_vfs.h"
 #include "store/sqlite/sqlite_db.h"
+#include "store/sqlite/vfs.h"
 
 namespace otpd {
 namespace {
 
 using sqlite::Db;
-using sqlite::PacedVfsName;
+using sqlite::OtpdVfsName;
 using sqlite::SqliteError;
 using sqlite::Stmt;
 
@@ -457,7 +457,8 @@ Status FromException(const SqliteError& e) {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(std::string path) : path_(std::move(path)), writer_db_(path_, false) {
+  explicit SqliteStore(std::string path)
+      : path_(std::move(path)), writer_db_(path_, false, OtpdVfsName()) {
     // Checkpoints run on their own thread and connection (PASSIVE: they never
     // block the writer), not inside whichever commit crosses the threshold:
     // a checkpoint writes and fsyncs the database file, and every request of
@@ -469,6 +470,10 @@ class SqliteStore final : public Store {
     // out before its write is on disk (what synchronous=FULL gives), but the
     // writer builds and commits the next batch while the disk syncs the last
     // one: the fsync wait is overlapped instead of repeated per batch.
+    //
+    // The writer and the checkpointer open the file through otpd's VFS
+    // (vfs.h): the writer's commits reach the WAL file in one write each,
+    // and the checkpointer's copies reach the disk in paced steps.
     //
     // The writer keeps 64 MiB of pages in its cache: SQLite's default, 2 MiB,
     // made every check of a large table read its page back from the file.
@@ -2174,7 +2179,7 @@ class SqliteStore final : public Store {
       }
       try {
         if (!db) {
-          db = std::make_unique<Db>(path_, false, PacedVfsName());
+          db = std::make_unique<Db>(path_, false, OtpdVfsName());
           // A connection opens the WAL with its first read: until then it takes
           // the database for a rollback-journal one, and a checkpoint through
           // it does nothing at all (and reports pnLog = -1). So read first.
