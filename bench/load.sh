@@ -341,7 +341,8 @@ kill -0 "$OTPD_PID" 2>/dev/null || die "otpd died during the runs (see $TMP/otpd
 
 # ------------------------------------------------------------------- report
 nginx_rps=$(field "$R_NGINX" rps)
-ratio() { awk -v a="$1" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }'; }
+# ratio RPS [DIGITS]: RPS / nginx's; the verdicts use 6 digits (2 rounded 0.2457 up to 0.25)
+ratio() { awk -v a="$1" -v b="$nginx_rps" -v d="${2:-3}" 'BEGIN { printf "%.*f", d, a / b }'; }
 ok() {  # ok CONDITION-AWK-EXPR
   awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"
 }
@@ -353,13 +354,13 @@ row() {  # row NAME RESULT TARGET VERDICT
       'BEGIN { printf "%.1f", c * 1e6 / r }')" "$(field "$r" statuses)$(
       e=$(field "$r" errors); [[ "$e" == 0 ]] || echo " socket-errors:$e")"
 }
-h_ratio=$(ratio "$(field "$R_HEALTH" rps)")
-c_ratio=$(ratio "$(field "$R_CHECK" rps)")
+h_ratio=$(ratio "$(field "$R_HEALTH" rps)" 6)
+c_ratio=$(ratio "$(field "$R_CHECK" rps)" 6)
 c_p99=$(field "$R_CHECK" p99_ms)
 all200() { [[ "$(field "$1" statuses)" == "200:$(field "$1" requests)" && "$(field "$1" errors)" == 0 ]]; }
 health_ok=$(ok "$h_ratio >= 0.6")
 check_ok=$(ok "$c_ratio >= 0.25 && $c_p99 < 10")
-verify_ok=$(ok "$(ratio "$(field "$R_VERIFY" rps)") >= 0.25")
+verify_ok=$(ok "$(ratio "$(field "$R_VERIFY" rps)" 6) >= 0.25")
 all200 "$R_HEALTH" || health_ok="INVALID"
 all200 "$R_CHECK" || check_ok="INVALID"
 all200 "$R_VERIFY" || verify_ok="INVALID"
