@@ -78,8 +78,10 @@ otp::Result<Config> LoadConfig(const std::string& path) {
           {"listen", "threads", "tls_cert", "tls_key", "max_body_bytes", "max_connections",
            "header_timeout_s", "body_timeout_s", "idle_timeout_s"}));
       c.listen = (*server)["listen"].value_or(c.listen);
-      c.threads = static_cast<int>((*server)["threads"].value_or(std::int64_t{c.threads}));
-      if (c.threads < 0 || c.threads > 256) return Bad("server.threads must be 0..256");
+      // Checked before the narrowing: 4294967297 must not become 1.
+      const auto threads = (*server)["threads"].value_or(std::int64_t{c.threads});
+      if (threads < 0 || threads > 256) return Bad("server.threads must be 0..256");
+      c.threads = static_cast<int>(threads);
       c.tls_cert = (*server)["tls_cert"].value_or(c.tls_cert);
       c.tls_key = (*server)["tls_key"].value_or(c.tls_key);
       const auto body = (*server)["max_body_bytes"].value_or(std::int64_t(c.max_body_bytes));

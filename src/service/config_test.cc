@@ -90,6 +90,8 @@ TEST(ConfigTest, BadFilesNameTheProblem) {
   EXPECT_NE(c.status().message().find("lisen"), std::string::npos);
   EXPECT_FALSE(LoadConfig(WriteTemp("[sever]\n")).ok());
   EXPECT_FALSE(LoadConfig(WriteTemp("[server]\nthreads=-1\n")).ok());
+  // 2^32 + 1 would be 1 once narrowed to an int: refused before that.
+  EXPECT_FALSE(LoadConfig(WriteTemp("[server]\nthreads=4294967297\n")).ok());
   c =
       LoadConfig(WriteTemp("[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"
                            "[[provider]]\nname=\"a\"\ntype=\"log\"\nchannels=[\"sms\"]\n"));
