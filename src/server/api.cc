@@ -450,8 +450,9 @@ void Api::HandleAsync(const HttpRequest& request, HttpResume resume) {
     resume([res = std::move(res), finish]() mutable { return finish(std::move(res)); });
   };
   try {
-    auto app = Authenticate(request);
-    if (!app.ok()) return answer(Problem(app.error()));
+    auto authed = Authenticate(request);
+    if (!authed.ok()) return answer(Problem(authed.error()));
+    const App* app = authed->get();
     if (r.route->path == kVerifyUser)
       return VerifyAsync(request, *app, r.params.at(0), resume, finish);
     if (!ValidId(r.params.at(0))) {
@@ -494,7 +495,7 @@ void Api::Record(const std::string& method, const RouteInfo* route, const HttpRe
                  std::chrono::steady_clock::time_point started) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const std::string route_name = route != nullptr ? route->path : "unmatched";
+  const std::string_view route_name = route != nullptr ? route->path : "unmatched";
   metrics_.RecordRequest(method, route_name, response.status, seconds);
   if (options_.log_requests) {
     // Probes and scrapes (unauthenticated GETs) log at debug: they are frequent
@@ -507,7 +508,7 @@ void Api::Record(const std::string& method, const RouteInfo* route, const HttpRe
   }
 }
 
-ApiResult<App> Api::Authenticate(const HttpRequest& req) {
+ApiResult<std::shared_ptr<const App>> Api::Authenticate(const HttpRequest& req) {
   const std::string_view auth = req.Header("authorization");
   constexpr std::string_view kBearer = "Bearer ";
   if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
@@ -521,7 +522,7 @@ ApiResult<App> Api::Authenticate(const HttpRequest& req) {
     return FromStoreStatus(app.status());
   }
   if (options_.request_limiter != nullptr) {
-    const int wait_s = options_.request_limiter->Admit(*app);
+    const int wait_s = options_.request_limiter->Admit(**app);
     if (wait_s > 0) {
       metrics_.AbuseGuard("app_rate", "blocked");
       ApiError e = MakeError(ApiCode::kRateLimited, "this app's request rate is exceeded");
@@ -582,8 +583,9 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const RouteInfo& route,
   if (path == "/v1/providers/{name}/dlr") return DeliveryReports(req, params[0]);
 
   // Everything below needs an app.
-  auto app = Authenticate(req);
-  if (!app.ok()) return Problem(app.error());
+  auto authed = Authenticate(req);
+  if (!authed.ok()) return Problem(authed.error());
+  const App* app = authed->get();
   if (path.starts_with("/v1/users/")) return Factors(req, *app, path, params);
   if (!params.empty() && !ValidId(params[0])) {
     return Problem(MakeError(ApiCode::kNotFound, "no such verification"));

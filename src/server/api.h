@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,7 +61,7 @@ class Api {
                         const std::vector<std::string>& params);
   HttpResponse Inbox() const;
   // The app of the request's bearer key, admitted by the per-app request rate.
-  ApiResult<App> Authenticate(const HttpRequest& request);
+  ApiResult<std::shared_ptr<const App>> Authenticate(const HttpRequest& request);
   HttpResponse CheckResponse(const ApiResult<CheckAnswer>& answer);
   // POST /v1/users/{user}/verify for HandleAsync: answers through `resume`,
   // the response passing through `finish` (counted and logged).

@@ -4,11 +4,20 @@
 
 namespace otpd {
 
-void Metrics::RecordRequest(const std::string& method, const std::string& route, int status,
+void Metrics::RecordRequest(std::string_view method, std::string_view route, int status,
                             double seconds) {
   std::lock_guard lock(mu_);
-  ++requests_[{method, route, status}];
-  latency_[route].Observe(kBuckets, seconds);
+  const std::tuple<std::string_view, std::string_view, int> key{method, route, status};
+  auto count = requests_.find(key);
+  if (count == requests_.end()) {
+    count = requests_.emplace(std::tuple<std::string, std::string, int>{method, route, status}, 0)
+                .first;
+  }
+  ++count->second;
+  auto latency = latency_.find(route);
+  if (latency == latency_.end())
+    latency = latency_.emplace(std::string(route), LatencyHistogram{}).first;
+  latency->second.Observe(kBuckets, seconds);
 }
 
 void Metrics::VerificationStarted(const std::string& channel) {

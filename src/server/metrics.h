@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include "service/channel.h"
@@ -18,8 +19,7 @@ namespace otpd {
 
 class Metrics : public DeliveryObserver, public WebhookObserver {
  public:
-  void RecordRequest(const std::string& method, const std::string& route, int status,
-                     double seconds);
+  void RecordRequest(std::string_view method, std::string_view route, int status, double seconds);
   void VerificationStarted(const std::string& channel);
   void VerificationApproved(const std::string& channel);
   // A limit or guard refused a request (action "blocked") or let it through
@@ -61,8 +61,10 @@ class Metrics : public DeliveryObserver, public WebhookObserver {
   using ReportHistogram = Histogram<kReportBuckets.size()>;
 
   mutable std::mutex mu_;
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t> requests_;
-  std::map<std::string, LatencyHistogram> latency_;  // by route
+  // Looked up by string_view on every request (std::less<>): no key is built
+  // once a (method, route, status) has been seen.
+  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
+  std::map<std::string, LatencyHistogram, std::less<>> latency_;  // by route
   std::map<std::string, std::uint64_t> started_;
   std::map<std::string, std::uint64_t> approved_;
   std::map<std::pair<std::string, std::string>, std::uint64_t> abuse_;  // (guard, action)

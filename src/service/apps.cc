@@ -173,7 +173,7 @@ Status AppService::RevokeKey(const std::string& key_id) {
   return s;
 }
 
-Result<App> AppService::Authenticate(std::string_view api_key) {
+Result<std::shared_ptr<const App>> AppService::Authenticate(std::string_view api_key) {
   if (api_key.empty() || api_key.size() > 128) return otp::NotFound("unknown key");
   const std::string hash = HashApiKey(api_key);
   const otp::TimePoint now = clock_.Now();
@@ -187,14 +187,15 @@ Result<App> AppService::Authenticate(std::string_view api_key) {
   }
   auto app = store_.AppForKeyHash(hash);
   std::lock_guard lock(cache_mu_);
-  if (app.ok()) {
-    constexpr std::size_t kMaxCached = 10000;  // keys in use at once; beyond, start over
-    if (by_key_hash_.size() >= kMaxCached) by_key_hash_.clear();
-    by_key_hash_[hash] = CachedApp{*app, now};
-  } else {
+  if (!app.ok()) {
     by_key_hash_.erase(hash);
+    return app.status();
   }
-  return app;
+  auto shared = std::make_shared<const App>(std::move(app).value());
+  constexpr std::size_t kMaxCached = 10000;  // keys in use at once; beyond, start over
+  if (by_key_hash_.size() >= kMaxCached) by_key_hash_.clear();
+  by_key_hash_[hash] = CachedApp{shared, now};
+  return shared;
 }
 
 }  // namespace otpd

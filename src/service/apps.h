@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -40,13 +41,14 @@ class AppService {
   // keys are remembered for kKeyCacheTtl, so that the hot path does not read
   // the store on every request: a key revoked by otpctl (another process) or
   // an app changed by it is seen within that time; RevokeKey here at once.
-  Result<App> Authenticate(std::string_view api_key);
+  // The app is shared with the cache (read-only): no copy per request.
+  Result<std::shared_ptr<const App>> Authenticate(std::string_view api_key);
 
   static constexpr std::chrono::seconds kKeyCacheTtl{1};
 
  private:
   struct CachedApp {
-    App app;
+    std::shared_ptr<const App> app;
     otp::TimePoint fetched_at;
   };
 
