@@ -7,11 +7,9 @@ namespace otpd {
 void Metrics::RecordRequest(std::string_view method, std::string_view route, int status,
                             double seconds) {
   std::lock_guard lock(mu_);
-  const std::tuple<std::string_view, std::string_view, int> key{method, route, status};
-  auto count = requests_.find(key);
+  auto count = requests_.find(RequestView{method, route, status});
   if (count == requests_.end()) {
-    count = requests_.emplace(std::tuple<std::string, std::string, int>{method, route, status}, 0)
-                .first;
+    count = requests_.emplace(RequestKey{method, route, status}, 0).first;
   }
   ++count->second;
   auto latency = latency_.find(route);

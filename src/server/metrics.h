@@ -61,9 +61,23 @@ class Metrics : public DeliveryObserver, public WebhookObserver {
   using ReportHistogram = Histogram<kReportBuckets.size()>;
 
   mutable std::mutex mu_;
-  // Looked up by string_view on every request (std::less<>): no key is built
-  // once a (method, route, status) has been seen.
-  std::map<std::tuple<std::string, std::string, int>, std::uint64_t, std::less<>> requests_;
+  // (method, route, status), looked up by string_view on every request: no
+  // key is built once it has been seen. (A comparator of its own: libstdc++
+  // under clang does not compare tuples of string and string_view.)
+  using RequestKey = std::tuple<std::string, std::string, int>;
+  using RequestView = std::tuple<std::string_view, std::string_view, int>;
+  struct RequestLess {
+    using is_transparent = void;
+    static RequestView View(const RequestKey& k) {
+      return {std::get<0>(k), std::get<1>(k), std::get<2>(k)};
+    }
+    static const RequestView& View(const RequestView& v) { return v; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
+  std::map<RequestKey, std::uint64_t, RequestLess> requests_;
   std::map<std::string, LatencyHistogram, std::less<>> latency_;  // by route
   std::map<std::string, std::uint64_t> started_;
   std::map<std::string, std::uint64_t> approved_;
