@@ -13,8 +13,9 @@ void Metrics::RecordRequest(std::string_view method, std::string_view route, int
   }
   ++count->second;
   auto latency = latency_.find(route);
-  if (latency == latency_.end())
+  if (latency == latency_.end()) {
     latency = latency_.emplace(std::string(route), LatencyHistogram{}).first;
+  }
   latency->second.Observe(kBuckets, seconds);
 }
 
