@@ -60,23 +60,27 @@ std::vector<OtpdFile*>& Mains() {
   return mains;
 }
 
-// Writes a WAL file's buffer. On failure the buffer is dropped all the same:
-// its frames were never published, and SQLite fails the operation that asked.
-// In pieces of at most kMaxWrite bytes: the unix VFS's xWrite writes at most
-// that much per pwrite() (it masks the length with 0x1ffff), and a remainder
-// of exactly 128 KiB makes it write nothing and report SQLITE_FULL.
-int Flush(OtpdFile* wal) {
+// Writes n bytes to the real file in pieces of at most kMaxWrite bytes: the
+// unix VFS's xWrite writes at most that much per pwrite() (it masks the length
+// with 0x1ffff), and a remainder of exactly 128 KiB makes it write nothing and
+// report SQLITE_FULL.
+int WriteInPieces(OtpdFile* p, const char* data, int n, sqlite3_int64 offset) {
   constexpr int kMaxWrite = 0x1ffff;
-  const int n = wal->buffered;
-  wal->buffered = 0;
   for (int done = 0; done < n;) {
     const int piece = std::min(n - done, kMaxWrite);
-    const int rc =
-        wal->real->pMethods->xWrite(wal->real, wal->buffer.get() + done, piece, wal->offset + done);
+    const int rc = p->real->pMethods->xWrite(p->real, data + done, piece, offset + done);
     if (rc != SQLITE_OK) return rc;
     done += piece;
   }
   return SQLITE_OK;
+}
+
+// Writes a WAL file's buffer. On failure the buffer is dropped all the same:
+// its frames were never published, and SQLite fails the operation that asked.
+int Flush(OtpdFile* wal) {
+  const int n = wal->buffered;
+  wal->buffered = 0;
+  return WriteInPieces(wal, wal->buffer.get(), n, wal->offset);
 }
 
 // Sends the pages written since the last step to the disk and waits for them.
@@ -99,7 +103,9 @@ int WriteWal(OtpdFile* p, const void* data, int amount, sqlite3_int64 offset) {
   // Not an append to the buffer (or no room): what is buffered goes first.
   if (const int rc = Flush(p); rc != SQLITE_OK) return rc;
   // (SQLite writes at most a page and a frame header at a time, far below.)
-  if (amount >= kWalBufferBytes) return p->real->pMethods->xWrite(p->real, data, amount, offset);
+  if (amount >= kWalBufferBytes) {
+    return WriteInPieces(p, static_cast<const char*>(data), amount, offset);
+  }
   if (!p->buffer) p->buffer = std::make_unique<char[]>(kWalBufferBytes);
   std::memcpy(p->buffer.get(), data, static_cast<std::size_t>(amount));
   p->buffered = amount;
@@ -232,9 +238,10 @@ int Open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_fl
   } else if ((flags & SQLITE_OPEN_WAL) != 0 && name != nullptr) {
     const char* db = sqlite3_filename_database(name);
     std::lock_guard lock(MainsMu());
+    // No main found: the WAL is written through, unbuffered.
     for (OtpdFile* m : Mains()) {
       if (m->db_name == db && m->wal == nullptr) {
-        m->wal = p;  // no main found: the WAL is written through, unbuffered
+        m->wal = p;
         p->main = m;
         break;
       }
