@@ -185,6 +185,7 @@ int main(int argc, char** argv) {
   server->Run();
   dispatcher.Stop();
   webhooks.Stop();
+  providers->StopAll();  // before logging stops: an SMPP provider logs its unbind
   spdlog::info(R"("event":"stopped")");
   otpd::ShutDownLogging();
   return 0;

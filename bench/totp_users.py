@@ -48,13 +48,18 @@ def create(url, api_key, count, out_path, parallel=8):
                 if r.status != 201:
                     raise RuntimeError("enroll %s: %d %s" % (user, r.status, body))
                 secret = body["secret"]
-                code = totp(secret, time.time() - 30)
-                conn.request("POST", "/v1/users/%s/factors/%s/activate" % (user, body["id"]),
-                             json.dumps({"code": code}), headers)
-                r = conn.getresponse()
-                answer = json.loads(r.read())
-                if r.status != 200 or not answer.get("valid"):
-                    raise RuntimeError("activate %s: %d %s" % (user, r.status, answer))
+                # A code of the previous step is two steps old (refused: +-1 step)
+                # if a step boundary passes before otpd checks it; then once more.
+                for attempt in (1, 2):
+                    code = totp(secret, time.time() - 30)
+                    conn.request("POST", "/v1/users/%s/factors/%s/activate" % (user, body["id"]),
+                                 json.dumps({"code": code}), headers)
+                    r = conn.getresponse()
+                    answer = json.loads(r.read())
+                    if r.status == 200 and answer.get("valid"):
+                        break
+                    if attempt == 2 or r.status != 200:
+                        raise RuntimeError("activate %s: %d %s" % (user, r.status, answer))
                 with lock:
                     lines.append("%s %s\n" % (user, secret))
             except Exception as e:  # keep going; report at the end

@@ -10,14 +10,15 @@ namespace otpd {
 
 class ProviderSet::ForwardingSink : public DeliveryReportSink {
  public:
-  void OnReport(const DeliveryReport& report) override {
+  void OnReport(const DeliveryReport& report, ReportDone done) override {
     DeliveryReportSink* target = target_.load();
     if (target == nullptr) {
-      spdlog::warn(R"("event":"delivery_report_dropped","provider":{},"reason":"not running")",
+      spdlog::warn(R"("event":"delivery_report_refused","provider":{},"reason":"not running")",
                    LogText(report.provider));
+      if (done) done(false);
       return;
     }
-    target->OnReport(report);
+    target->OnReport(report, std::move(done));
   }
   std::atomic<DeliveryReportSink*> target_{nullptr};
 };
@@ -89,6 +90,8 @@ std::vector<const Provider*> ProviderSet::All() const {
 void ProviderSet::SetReportSink(DeliveryReportSink* sink) {
   if (sink_ != nullptr) sink_->target_.store(sink);
 }
+
+void ProviderSet::StopAll() { providers_.clear(); }
 
 std::string ProviderSet::LogPath() const {
   for (const auto& p : providers_) {

@@ -37,12 +37,19 @@ struct SendReceipt {
   std::string provider_message_id;
 };
 
+// The answer to a report handed to a sink, given once and from any thread:
+// true once the report is recorded in the store (its sender may be told it was
+// received), false when it was not taken (otpd is stopping, or the store
+// failed) and the sender should send it again.
+using ReportDone = std::function<void(bool recorded)>;
+
 // Where providers hand the reports they receive (the dispatcher, in otpd).
-// Called from the provider's own threads; must be thread-safe.
+// Called from the provider's own threads; must be thread-safe. `done` may be
+// empty (nobody waits for the answer).
 class DeliveryReportSink {
  public:
   virtual ~DeliveryReportSink() = default;
-  virtual void OnReport(const DeliveryReport& report) = 0;
+  virtual void OnReport(const DeliveryReport& report, ReportDone done) = 0;
 };
 
 class ChannelProvider {
@@ -110,13 +117,17 @@ class ProviderSet {
   Provider* ByName(std::string_view name);
   // Every provider, in config order.
   std::vector<const Provider*> All() const;
-  // Where the providers' delivery reports go from now on (nullptr: dropped,
-  // with a warning). Set before the providers start receiving reports matters
-  // little: a report that finds no sink is logged and the step's timeout
-  // still drives failover.
+  // Where the providers' delivery reports go from now on (nullptr: refused,
+  // with a warning: each is answered `false`, so a provider that can ask its
+  // sender to send it again does, and otherwise the step's timeout still
+  // drives failover).
   void SetReportSink(DeliveryReportSink* sink);
   // The `log` provider's file, if one is configured ("" otherwise).
   std::string LogPath() const;
+  // Ends every provider (an SMPP provider unbinds), once nothing sends any
+  // more (the dispatcher and the server have stopped) and while logging still
+  // runs: the set is empty afterwards.
+  void StopAll();
 
  private:
   class ForwardingSink;

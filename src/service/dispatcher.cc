@@ -82,6 +82,16 @@ void Dispatcher::Stop() {
   }
   reports_cv_.notify_all();
   if (report_thread_.joinable()) report_thread_.join();
+  // Without a report thread (never started), what is queued is refused.
+  std::vector<QueuedReport> left;
+  {
+    std::lock_guard lock(reports_mu_);
+    reports_closed_ = true;
+    left.swap(reports_);
+  }
+  for (QueuedReport& q : left) {
+    if (q.done) q.done(false);
+  }
 }
 
 void Dispatcher::Notify() {
@@ -172,10 +182,18 @@ int Dispatcher::RunOnce() {
   return static_cast<int>(jobs->size());
 }
 
-void Dispatcher::OnReport(const DeliveryReport& report) {
+void Dispatcher::OnReport(const DeliveryReport& report, ReportDone done) {
   {
     std::lock_guard lock(reports_mu_);
-    reports_.push_back(report);
+    if (!reports_closed_) {
+      reports_.push_back({report, std::move(done)});
+      done = nullptr;
+    }
+  }
+  if (done) {
+    // Came after the report thread's last batch (Stop): not taken.
+    done(false);
+    return;
   }
   reports_cv_.notify_one();
 }
@@ -185,24 +203,34 @@ void Dispatcher::ReportLoop() {
     {
       std::unique_lock lock(reports_mu_);
       reports_cv_.wait(lock, [&] { return reports_stopping_ || !reports_.empty(); });
-      if (reports_.empty()) return;
+      if (reports_.empty()) {
+        reports_closed_ = true;
+        return;
+      }
     }
     DrainReports();
   }
 }
 
 int Dispatcher::DrainReports() {
-  std::vector<DeliveryReport> batch;
+  std::vector<QueuedReport> queued;
   {
     std::lock_guard lock(reports_mu_);
-    batch.swap(reports_);
+    queued.swap(reports_);
   }
-  if (batch.empty()) return 0;
+  if (queued.empty()) return 0;
+  std::vector<DeliveryReport> batch;
+  batch.reserve(queued.size());
+  for (const QueuedReport& q : queued) batch.push_back(q.report);
   auto applied = ApplyReports(batch);
   if (!applied.ok()) {
-    // The step's timeout still drives failover; the report itself is lost.
+    // Each provider is told (SMPP answers the SMSC with a temporary error, so
+    // it sends the receipt again); the step's timeout still drives failover.
     spdlog::error(R"("event":"delivery_reports_failed","count":{},"error":{})", batch.size(),
                   LogText(applied.status().message()));
+  }
+  for (QueuedReport& q : queued) {
+    if (q.done) q.done(applied.ok());
   }
   return static_cast<int>(batch.size());
 }

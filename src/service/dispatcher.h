@@ -68,8 +68,10 @@ class Dispatcher : public DeliveryReportSink {
   int RunOnce();
 
   // A provider's report (SMPP receipts): queued and applied by the report
-  // thread in batches, so the provider's I/O thread never waits on the store.
-  void OnReport(const DeliveryReport& report) override;
+  // thread in batches, so the provider's I/O thread never waits on the store;
+  // `done` answers once the batch is committed (or failed), or at once with
+  // false after Stop.
+  void OnReport(const DeliveryReport& report, ReportDone done) override;
   // Applies reports now and answers once they are stored (the HTTP report
   // endpoint: a 2xx tells the provider it need not retry).
   Result<std::vector<ReportOutcome>> ApplyReports(const std::vector<DeliveryReport>& reports);
@@ -106,7 +108,12 @@ class Dispatcher : public DeliveryReportSink {
   std::mutex reports_mu_;
   std::condition_variable reports_cv_;
   bool reports_stopping_ = false;
-  std::vector<DeliveryReport> reports_;
+  bool reports_closed_ = false;  // the report thread has returned: nothing is applied any more
+  struct QueuedReport {
+    DeliveryReport report;
+    ReportDone done;
+  };
+  std::vector<QueuedReport> reports_;
   std::thread report_thread_;
 };
 

@@ -6,9 +6,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "service/apps.h"
 #include "service/dispatcher.h"
@@ -428,8 +431,11 @@ TEST_F(VerificationsTest, UndeliveredReportFiresTheNextStepAtOnce) {
   req.workflow = std::vector<WorkflowStep>{{"sms", 60, ""}, {"voice", 60, ""}};
   const std::string id = StartId(req);
   const std::string code = Deliver();
-  dispatcher_->OnReport({"sms1", "msg-1", kDeliveryUndelivered, "UNDELIV"});
+  bool recorded = false;
+  dispatcher_->OnReport({"sms1", "msg-1", kDeliveryUndelivered, "UNDELIV"},
+                        [&](bool r) { recorded = r; });
   EXPECT_EQ(dispatcher_->DrainReports(), 1);
+  EXPECT_TRUE(recorded);
   EXPECT_EQ(Deliver("voice"), code);  // no clock advance: the report fired it
   auto v = service_->Get(app_, id);
   EXPECT_EQ(v->deliveries[0].status, kDeliveryUndelivered);
@@ -566,9 +572,40 @@ class DispatcherReportTest : public ::testing::Test {
 
 TEST_F(DispatcherReportTest, ProviderReportsReachTheStoreThroughTheSink) {
   dispatcher_->Start();  // becomes the providers' sink
-  sink_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"});
+  sink_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"}, nullptr);
   dispatcher_->Stop();  // applies what was received before stopping
   EXPECT_EQ(DeliveryStatus(), kDeliveryDelivered);
+}
+
+// A provider acknowledges a report to its sender (SMPP: deliver_sm_resp) only
+// on this answer: given after the report is in the store, never before.
+TEST_F(DispatcherReportTest, AReportIsAnsweredRecordedOnceItIsInTheStore) {
+  dispatcher_->Start();
+  std::promise<std::pair<bool, std::string>> answered;
+  sink_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"}, [&](bool recorded) {
+    answered.set_value({recorded, DeliveryStatus()});  // what the store holds at that moment
+  });
+  auto answer = answered.get_future();
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const auto [recorded, status_then] = answer.get();
+  EXPECT_TRUE(recorded);
+  EXPECT_EQ(status_then, kDeliveryDelivered);
+  dispatcher_->Stop();
+}
+
+// Once the dispatcher has stopped (otpd shutting down), reports are refused,
+// so the sender keeps them and sends them again, rather than dropped as if
+// taken; nothing changes in the store.
+TEST_F(DispatcherReportTest, AReportAfterStopIsRefusedAndChangesNothing) {
+  dispatcher_->Start();
+  dispatcher_->Stop();
+  std::optional<bool> recorded;
+  sink_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"}, [&](bool r) { recorded = r; });
+  EXPECT_EQ(recorded, std::optional<bool>(false));
+  dispatcher_->OnReport({"r", "msg-1", kDeliveryDelivered, "DELIVRD"},
+                        [&](bool r) { recorded = r; });  // straight to the stopped dispatcher
+  EXPECT_EQ(recorded, std::optional<bool>(false));
+  EXPECT_EQ(DeliveryStatus(), kDeliverySent);
 }
 
 TEST_F(DispatcherReportTest, AReportWithAStatusOfNoReportIsUnmatchedAndChangesNothing) {

@@ -377,6 +377,25 @@ class SmppConnectionTest(SmppTestCase):
         self.assertRegex(server.all_stderr(), r'"event":"smpp_connection_lost","provider":"smsc-a"')
         self._clean = True
 
+    def test_sigterm_unbinds_from_the_smsc_and_a_restart_binds_again(self):
+        # SMPP 3.4 §4.2: the ESME ends its session with unbind, so the SMSC frees
+        # the bind at once (one that allows a single bind per account would
+        # otherwise refuse the restarted otpd's bind until its own timeout).
+        peer = self.smsc()
+        server, key = self.otpd(smpp_provider("smsc", peer.port))
+        phone = h.next_phone()
+        self.start(server, key, {"to": phone, "channel": "sms"})
+        peer.wait_submit(phone)
+        self.assertEqual(server.stop(), 0)
+        state = peer.state()
+        self.assertEqual([u["session"] for u in state["unbinds"]],
+                         [b["session"] for b in state["binds"]])
+        self.assertEqual(len(state["unbinds"]), 1)
+        self.assertRegex(server.all_stderr(), r'"event":"smpp_unbound","provider":"smsc"')
+        server.start()
+        h.wait_until("the restarted otpd's bind", lambda: len(peer.binds("otpd")) == 2)
+        self._clean = True
+
     def test_kill_9_with_queued_jobs_loses_nothing(self):
         # The SMSC answers slowly and the window is 1, so jobs are claimed and
         # queued when otpd dies. After the restart every message reaches the SMSC

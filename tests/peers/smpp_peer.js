@@ -17,8 +17,9 @@
 // smpp package's own GSM decoder; 8: UCS-2/UTF-16BE; anything else: latin1).
 //
 // Control (HTTP on 127.0.0.1, JSON):
-//   GET  /state    {"binds":[{"system_id","at"}],"sessions","submits":[...records],
-//                   "receipts_sent","receipt_resps","mode":{...}}
+//   GET  /state    {"binds":[{"system_id","at","session"}],"unbinds":[{"session","at"}],
+//                   "sessions","submits":[...records],"receipts_sent","receipt_resps",
+//                   "mode":{...}}   (unbinds: the ESME's unbind requests)
 //   POST /mode     merges into the mode below and answers it
 // Mode (also --mode JSON at start):
 //   reject: N          answer the next N submits with reject_status (-1: all)
@@ -81,6 +82,7 @@ const mode = Object.assign({
 }, args.mode);
 
 const binds = [];
+const unbinds = [];
 const submits = [];
 const sessions = new Set();
 let receiptsSent = 0;
@@ -254,6 +256,7 @@ function onSession(session) {
   session.on('submit_sm', (pdu) => onSubmit(session, pdu));
   session.on('enquire_link', (pdu) => session.send(pdu.response()));
   session.on('unbind', (pdu) => {
+    unbinds.push({ session: session.id, at: new Date().toISOString() });
     session.send(pdu.response());
     session.close();
   });
@@ -270,7 +273,8 @@ const control = http.createServer((req, res) => {
     res.end(JSON.stringify(body));
   };
   if (req.method === 'GET' && req.url === '/state') {
-    return reply(200, { binds, sessions: sessions.size, submits, receipts_sent: receiptsSent,
+    return reply(200, { binds, unbinds, sessions: sessions.size, submits,
+                        receipts_sent: receiptsSent,
                         receipt_resps: receiptResps, mode });
   }
   if (req.method === 'GET' && req.url === '/stats') {

@@ -99,7 +99,7 @@ class Peer {
 
 class NullSink : public DeliveryReportSink {
  public:
-  void OnReport(const DeliveryReport&) override {}
+  void OnReport(const DeliveryReport&, ReportDone) override {}
 };
 
 OutboundMessage Message(std::string code = "482913") {

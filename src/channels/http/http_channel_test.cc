@@ -17,7 +17,7 @@ constexpr const char* kToken = "dlr-token-0123456789abcdef";
 
 class NullSink : public DeliveryReportSink {
  public:
-  void OnReport(const DeliveryReport&) override {}
+  void OnReport(const DeliveryReport&, ReportDone) override {}
 };
 
 OutboundMessage Message() {

@@ -48,7 +48,7 @@ std::vector<Block> TomlBlocks(const fs::path& file) {
 
 class NullSink : public DeliveryReportSink {
  public:
-  void OnReport(const DeliveryReport&) override {}
+  void OnReport(const DeliveryReport&, ReportDone) override {}
 };
 
 TEST(ProviderDocsTest, EveryTomlBlockIsAValidConfig) {

@@ -46,7 +46,8 @@ using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using ErrorCode = boost::system::error_code;
 
-constexpr milliseconds kTick{50};  // granularity of timeouts, keep-alive and throttling
+constexpr milliseconds kTick{50};          // granularity of timeouts, keep-alive and throttling
+constexpr milliseconds kUnbindWait{1000};  // for unbind_resp when stopping
 
 long long Ms(milliseconds d) { return static_cast<long long>(d.count()); }
 
@@ -181,13 +182,7 @@ class SmppChannel final : public ChannelProvider {
   }
 
   ~SmppChannel() override {
-    asio::post(io_, [this] {
-      stopping_ = true;
-      tick_.cancel();
-      backoff_.cancel();
-      if (conn_) Break(conn_, "provider stopped");
-      FailAll("provider stopped");
-    });
+    asio::post(io_, [this] { Stop(); });
     thread_.join();
   }
 
@@ -249,6 +244,27 @@ class SmppChannel final : public ChannelProvider {
   }
 
   // --- the connection's life (I/O thread) -----------------------------------------
+
+  // Ends the provider. A bound link is unbound first (SMPP 3.4 §4.2), so the
+  // SMSC frees the bind now rather than after its own timeout (an SMSC that
+  // allows one bind per account would refuse the next start's bind until
+  // then); the connection closes on unbind_resp or after kUnbindWait.
+  void Stop() {
+    stopping_ = true;
+    tick_.cancel();
+    backoff_.cancel();
+    FailAll("provider stopped");  // (none in flight: the dispatcher stopped first)
+    if (!conn_ || conn_->broken) return;
+    if (!conn_->bound) return Break(conn_, "provider stopped");
+    smpp::Pdu unbind;
+    unbind.command_id = smpp::kUnbind;
+    unbind.sequence_number = NextSequence();
+    WritePdu(conn_, unbind);
+    unbind_wait_.expires_after(kUnbindWait);
+    unbind_wait_.async_wait([this, conn = conn_](const ErrorCode&) {
+      Break(conn, "provider stopped");  // answered (cancelled by Break) or not
+    });
+  }
 
   asio::awaitable<void> Run() {
     milliseconds backoff = s_.reconnect_min;
@@ -393,6 +409,7 @@ class SmppChannel final : public ChannelProvider {
   // Ends `conn` (once): closes it and, if it is the current one, fails every
   // submit waiting on it so the dispatcher fails over.
   void Break(const std::shared_ptr<Connection>& conn, const std::string& reason) {
+    if (stopping_) unbind_wait_.cancel();
     if (conn->broken) return;
     conn->broken = true;
     conn->reason = reason.empty() ? "connection closed" : reason;
@@ -459,6 +476,11 @@ class SmppChannel final : public ChannelProvider {
         Break(conn, "the SMSC unbound");
         break;
       case smpp::kUnbindResp:
+        if (stopping_) {
+          spdlog::info(R"("event":"smpp_unbound","provider":{})", LogText(s_.name));
+          Break(conn, "provider stopped");
+        }
+        break;
       case smpp::kBindTransceiverResp:
         break;
       default:
@@ -504,24 +526,38 @@ class SmppChannel final : public ChannelProvider {
   }
 
   void OnDeliverSm(const std::shared_ptr<Connection>& conn, const smpp::Pdu& pdu) {
-    // Reported before the resp: a receipt the store has not taken is
-    // redelivered by the SMSC rather than lost.
+    // A receipt is acknowledged only once it is in the store: the SMSC sends
+    // a receipt it got no deliver_sm_resp for again (after a re-bind), and
+    // one answered ESME_RX_T_APPN later, so otpd stopping or crashing before
+    // the commit loses none. Applying one twice changes nothing more.
+    auto answer = [this, conn, sequence = pdu.sequence_number](bool recorded) {
+      smpp::Pdu resp;
+      resp.command_id = smpp::kDeliverSmResp;
+      resp.command_status = recorded ? smpp::kEsmeRok : smpp::kEsmeRxTAppn;
+      resp.sequence_number = sequence;
+      WritePdu(conn, resp);
+    };
     if (auto receipt = smpp::ParseReceipt(pdu)) {
       const std::string status = smpp::DeliveryStatusForStat(receipt->stat);
       spdlog::info(R"("event":"smpp_receipt","provider":{},"message_id":{},"stat":{},"err":{})",
                    LogText(s_.name), LogText(receipt->message_id), LogText(receipt->stat),
                    LogText(receipt->err));
       if (!status.empty()) {
-        reports_.OnReport(DeliveryReport{s_.name, receipt->message_id, status, receipt->stat});
+        // The sink answers from its own thread (after the commit) or from
+        // this one; the resp is written here, on the I/O thread, either way.
+        // (The dispatcher answers every report before otpd destroys the
+        // providers: this channel outlives each answer.)
+        reports_.OnReport(DeliveryReport{s_.name, receipt->message_id, status, receipt->stat},
+                          [this, answer](bool recorded) {
+                            asio::post(io_, [answer, recorded] { answer(recorded); });
+                          });
+        return;
       }
     } else {
       spdlog::info(R"("event":"smpp_deliver_sm_ignored","provider":{},"esm_class":{})",
                    LogText(s_.name), pdu.esm_class);
     }
-    smpp::Pdu resp;
-    resp.command_id = smpp::kDeliverSmResp;
-    resp.sequence_number = pdu.sequence_number;
-    WritePdu(conn, resp);
+    answer(true);  // nothing to record: taken as it is
   }
 
   // --- the window (I/O thread) ----------------------------------------------------
@@ -613,6 +649,7 @@ class SmppChannel final : public ChannelProvider {
   asio::ssl::context tls_context_;
   asio::steady_timer tick_;
   asio::steady_timer backoff_;
+  asio::steady_timer unbind_wait_{io_};
   bool stopping_ = false;
   std::shared_ptr<Connection> conn_;
   std::uint32_t next_sequence_ = 0;

@@ -18,7 +18,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "store/model.h"
@@ -44,6 +46,7 @@ bool ReadAll(int fd, char* p, std::size_t n) {
 class FakeSmsc {
  public:
   std::atomic<std::uint32_t> bind_status{smpp::kEsmeRok};
+  std::atomic<bool> answer_unbind{true};
   // Called on the connection's thread with the submit and its index (0, 1, ...).
   std::function<std::optional<Pdu>(const Pdu&, int)> on_submit;
 
@@ -147,6 +150,9 @@ class FakeSmsc {
       } else if (pdu->command_id == smpp::kEnquireLink) {
         resp.command_id = smpp::kEnquireLinkResp;
         answer = resp;
+      } else if (pdu->command_id == smpp::kUnbind) {
+        resp.command_id = smpp::kUnbindResp;
+        if (answer_unbind) answer = resp;
       } else if (pdu->command_id == smpp::kSubmitSm) {
         const int index = submits_++;
         resp.command_id = smpp::kSubmitSmResp;
@@ -179,10 +185,30 @@ class FakeSmsc {
 
 class RecordingSink : public DeliveryReportSink {
  public:
-  void OnReport(const DeliveryReport& r) override {
+  // Each report is answered at once with `answer`, or, with `hold`, when the
+  // test calls AnswerHeld.
+  std::atomic<bool> hold{false};
+  std::atomic<bool> answer{true};
+
+  void OnReport(const DeliveryReport& r, ReportDone done) override {
     std::lock_guard lock(mu_);
     reports_.push_back(r);
+    if (hold) {
+      held_.push_back(std::move(done));
+    } else if (done) {
+      done(answer);
+    }
     cv_.notify_all();
+  }
+  void AnswerHeld(bool recorded) {
+    std::vector<ReportDone> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (ReportDone& d : held) {
+      if (d) d(recorded);
+    }
   }
   std::optional<DeliveryReport> WaitFirst(std::chrono::milliseconds timeout = 5s) {
     std::unique_lock lock(mu_);
@@ -194,6 +220,7 @@ class RecordingSink : public DeliveryReportSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<DeliveryReport> reports_;
+  std::vector<ReportDone> held_;
 };
 
 constexpr const char* kPassword = "s3cr3t!";
@@ -220,6 +247,16 @@ OutboundMessage Sms(std::string text = "Your code is 123456") {
   m.text = std::move(text);
   m.code = "123456";
   return m;
+}
+
+// A deliver_sm carrying an SMSC delivery receipt with `text`.
+Pdu Receipt(std::uint32_t sequence, std::string text) {
+  Pdu receipt;
+  receipt.command_id = smpp::kDeliverSm;
+  receipt.sequence_number = sequence;
+  receipt.esm_class = smpp::kEsmClassDeliveryReceipt;
+  receipt.short_message = std::move(text);
+  return receipt;
 }
 
 class SmppChannelTest : public ::testing::Test {
@@ -257,13 +294,10 @@ TEST_F(SmppChannelTest, SubmitsAndHandsReceiptsToTheSink) {
   EXPECT_EQ(submits[0].data_coding, 0);
   EXPECT_EQ(submits[0].short_message, "Your code is 123456");
 
-  Pdu receipt;
-  receipt.command_id = smpp::kDeliverSm;
-  receipt.sequence_number = 77;
-  receipt.esm_class = smpp::kEsmClassDeliveryReceipt;
-  receipt.short_message =
-      "id:id-0 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 "
-      "stat:UNDELIV err:001 text:Your code";
+  const Pdu receipt =
+      Receipt(77,
+              "id:id-0 sub:001 dlvrd:001 submit date:2401011200 done date:2401011201 "
+              "stat:UNDELIV err:001 text:Your code");
   smsc.Send(receipt);
   auto report = sink_.WaitFirst();
   ASSERT_TRUE(report.has_value());
@@ -273,6 +307,61 @@ TEST_F(SmppChannelTest, SubmitsAndHandsReceiptsToTheSink) {
   EXPECT_EQ(report->detail, "UNDELIV");
   ASSERT_TRUE(smsc.WaitFor([&] { return smsc.CountLocked(smpp::kDeliverSmResp) == 1; }));
   EXPECT_EQ(smsc.Received(smpp::kDeliverSmResp)[0].sequence_number, 77u);
+}
+
+// The deliver_sm_resp goes out only once the sink answered that the receipt
+// is recorded: acknowledged earlier, a crash before the commit would lose it.
+TEST_F(SmppChannelTest, AcknowledgesAReceiptOnlyOnceTheSinkRecordedIt) {
+  FakeSmsc smsc;
+  auto p = Make(Config(smsc.port()));
+  ASSERT_TRUE(p->Send(Sms()).ok());
+  sink_.hold = true;
+  const Pdu receipt = Receipt(41, "id:id-0 stat:DELIVRD");
+  smsc.Send(receipt);
+  ASSERT_TRUE(sink_.WaitFirst().has_value());
+  // An enquire_link sent after the receipt is answered after it, on the same
+  // connection: its answer proves the receipt was read and not answered.
+  Pdu ping;
+  ping.command_id = smpp::kEnquireLink;
+  ping.sequence_number = 42;
+  smsc.Send(ping);
+  ASSERT_TRUE(smsc.WaitFor([&] { return smsc.CountLocked(smpp::kEnquireLinkResp) == 1; }));
+  EXPECT_EQ(smsc.Count(smpp::kDeliverSmResp), 0u);
+  sink_.AnswerHeld(true);
+  ASSERT_TRUE(smsc.WaitFor([&] { return smsc.CountLocked(smpp::kDeliverSmResp) == 1; }));
+  const Pdu resp = smsc.Received(smpp::kDeliverSmResp)[0];
+  EXPECT_EQ(resp.sequence_number, 41u);
+  EXPECT_EQ(resp.command_status, smpp::kEsmeRok);
+}
+
+// A receipt the sink did not take (otpd stopping, the store failing) is
+// answered with a temporary error: the SMSC sends it again later.
+TEST_F(SmppChannelTest, AReceiptNotRecordedIsAnsweredWithATemporaryError) {
+  FakeSmsc smsc;
+  auto p = Make(Config(smsc.port()));
+  ASSERT_TRUE(p->Send(Sms()).ok());
+  sink_.answer = false;
+  const Pdu receipt = Receipt(43, "id:id-0 stat:UNDELIV");
+  smsc.Send(receipt);
+  ASSERT_TRUE(smsc.WaitFor([&] { return smsc.CountLocked(smpp::kDeliverSmResp) == 1; }));
+  const Pdu resp = smsc.Received(smpp::kDeliverSmResp)[0];
+  EXPECT_EQ(resp.sequence_number, 43u);
+  EXPECT_EQ(resp.command_status, smpp::kEsmeRxTAppn);
+}
+
+// Stopping unbinds a bound link before closing it, so the SMSC frees the bind
+// at once; an SMSC that never answers the unbind does not hold the stop up.
+TEST_F(SmppChannelTest, StoppingUnbindsBeforeClosing) {
+  for (const bool answered : {true, false}) {
+    SCOPED_TRACE(answered ? "unbind answered" : "unbind never answered");
+    FakeSmsc smsc;
+    smsc.answer_unbind = answered;
+    auto p = Make(Config(smsc.port()));
+    ASSERT_TRUE(p->Send(Sms()).ok());
+    p.reset();  // returns once the connection is closed
+    EXPECT_TRUE(smsc.WaitFor([&] { return smsc.CountLocked(smpp::kUnbind) == 1; }));
+    EXPECT_EQ(smsc.Count(smpp::kBindTransceiver), 1u);  // and no re-bind after it
+  }
 }
 
 TEST_F(SmppChannelTest, AnswersTheSmscsEnquireLinkAndSendsItsOwn) {
@@ -450,8 +539,9 @@ TEST(SmppChannelInline, ASinkThatSendsFromOnReportGetsAnErrorNotADeadlock) {
   struct InlineSink : DeliveryReportSink {
     ChannelProvider* provider = nullptr;
     std::promise<otp::StatusCode> result;
-    void OnReport(const DeliveryReport&) override {
+    void OnReport(const DeliveryReport&, ReportDone done) override {
       result.set_value(provider->Send(Sms()).status().code());
+      if (done) done(true);
     }
   } sink;
   ProviderContext context{otp::SystemClock(), sink};
@@ -459,11 +549,7 @@ TEST(SmppChannelInline, ASinkThatSendsFromOnReportGetsAnErrorNotADeadlock) {
   ASSERT_TRUE(p.ok());
   sink.provider = p->get();
   ASSERT_TRUE((*p)->Send(Sms()).ok());
-  Pdu receipt;
-  receipt.command_id = smpp::kDeliverSm;
-  receipt.sequence_number = 1;
-  receipt.esm_class = smpp::kEsmClassDeliveryReceipt;
-  receipt.short_message = "id:id-0 stat:DELIVRD";
+  const Pdu receipt = Receipt(1, "id:id-0 stat:DELIVRD");
   smsc.Send(receipt);
   auto code = sink.result.get_future();
   ASSERT_EQ(code.wait_for(5s), std::future_status::ready);

@@ -331,6 +331,9 @@ std::string StatusName(std::uint32_t status) {
     case 0x62:
       name = "ESME_RINVEXPIRY";
       break;
+    case 0x64:
+      name = "ESME_RX_T_APPN";
+      break;
     case 0xFF:
       name = "ESME_RUNKNOWNERR";
       break;

@@ -42,6 +42,7 @@ inline constexpr std::uint32_t kEsmeRok = 0x00000000;
 inline constexpr std::uint32_t kEsmeRinvCmdId = 0x00000003;
 inline constexpr std::uint32_t kEsmeRsysErr = 0x00000008;
 inline constexpr std::uint32_t kEsmeRthrottled = 0x00000058;
+inline constexpr std::uint32_t kEsmeRxTAppn = 0x00000064;  // temporary: send it again later
 
 // Optional parameter tags (SMPP 3.4 §5.3.2).
 inline constexpr std::uint16_t kTagReceiptedMessageId = 0x001E;

@@ -194,7 +194,7 @@ TEST(SmtpMime, MailboxAddress) {
 
 // A provider context whose reports go nowhere (SMTP sends none).
 struct TestEnv : DeliveryReportSink {
-  void OnReport(const DeliveryReport&) override {}
+  void OnReport(const DeliveryReport&, ReportDone) override {}
   otp::FakeClock clock;
   ProviderContext context{clock, *this};
 };
