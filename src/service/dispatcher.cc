@@ -82,7 +82,8 @@ void Dispatcher::Stop() {
   }
   reports_cv_.notify_all();
   if (report_thread_.joinable()) report_thread_.join();
-  // Without a report thread (never started), what is queued is refused.
+  // What came after the report thread's last batch (or with no report thread
+  // at all) is refused, and so is everything from now on.
   std::vector<QueuedReport> left;
   {
     std::lock_guard lock(reports_mu_);
@@ -191,7 +192,7 @@ void Dispatcher::OnReport(const DeliveryReport& report, ReportDone done) {
     }
   }
   if (done) {
-    // Came after the report thread's last batch (Stop): not taken.
+    // After Stop: not taken.
     done(false);
     return;
   }
@@ -203,10 +204,7 @@ void Dispatcher::ReportLoop() {
     {
       std::unique_lock lock(reports_mu_);
       reports_cv_.wait(lock, [&] { return reports_stopping_ || !reports_.empty(); });
-      if (reports_.empty()) {
-        reports_closed_ = true;
-        return;
-      }
+      if (reports_.empty()) return;
     }
     DrainReports();
   }
@@ -221,7 +219,7 @@ int Dispatcher::DrainReports() {
   if (queued.empty()) return 0;
   std::vector<DeliveryReport> batch;
   batch.reserve(queued.size());
-  for (const QueuedReport& q : queued) batch.push_back(q.report);
+  for (QueuedReport& q : queued) batch.push_back(std::move(q.report));
   auto applied = ApplyReports(batch);
   if (!applied.ok()) {
     // Each provider is told (SMPP answers the SMSC with a temporary error, so

@@ -108,7 +108,7 @@ class Dispatcher : public DeliveryReportSink {
   std::mutex reports_mu_;
   std::condition_variable reports_cv_;
   bool reports_stopping_ = false;
-  bool reports_closed_ = false;  // the report thread has returned: nothing is applied any more
+  bool reports_closed_ = false;  // Stop has ended the report thread: nothing is applied any more
   struct QueuedReport {
     DeliveryReport report;
     ReportDone done;
