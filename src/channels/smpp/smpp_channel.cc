@@ -135,12 +135,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (writing_.empty()) WriteQueued();
   }
 
-  // Acknowledges the next bytes from the SMSC at once rather than after the
-  // delayed-ACK timer (Linux leaves quick-ACK mode by itself, hence once per
-  // PDU). A receipt is answered only after its commit, so no answer carries
-  // the ACK right away, and an SMSC with Nagle's algorithm on holds its next
-  // small PDU (a submit_sm_resp) until that ACK comes: window 1 ran at half
-  // speed against the npm peer without this.
+  // Sends the ACK of what was read now rather than after the delayed-ACK
+  // timer (setting TCP_QUICKACK flushes a pending ACK). For a PDU whose answer
+  // is deferred: an SMSC with Nagle's algorithm on holds its next small PDU
+  // (a submit_sm_resp) until that ACK comes, and window 1 ran at half speed
+  // against the npm peer when receipts were answered late without this.
   void QuickAck() {
     const int on = 1;
     ::setsockopt(stream.next_layer().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
@@ -400,7 +399,6 @@ class SmppChannel final : public ChannelProvider {
       frame.resize(*length);
       co_await conn->Read(asio::buffer(frame.data() + 4, frame.size() - 4), ec);
       if (ec) co_return otp::Unavailable(conn->broken ? conn->reason : "read: " + ec.message());
-      conn->QuickAck();
       last_rx_ = SteadyClock::now();
       auto pdu = smpp::DecodePdu(frame);
       if (pdu.ok()) co_return pdu;
@@ -567,6 +565,7 @@ class SmppChannel final : public ChannelProvider {
                    LogText(s_.name), LogText(receipt->message_id), LogText(receipt->stat),
                    LogText(receipt->err));
       if (!status.empty()) {
+        conn->QuickAck();  // the answer waits for the commit: the ACK does not
         // The sink answers from its own thread (after the commit) or from
         // this one; the resp is written here, on the I/O thread, either way.
         // (The dispatcher answers every report before otpd destroys the
