@@ -1491,6 +1491,70 @@ TEST(SqliteStoreTest, TwoProcessesWorthOfConnectionsShareTheFile) {
   EXPECT_EQ((*a)->ClaimJobs(now, now + seconds(60), 10)->size(), 0u);
 }
 
+TEST(SqliteStoreTest, ABatchOfChecksWithOneFailingAppliesEveryOtherCheckOnce) {
+  // The writer runs a row of checks under one savepoint (RunGroup). When one
+  // of them fails (here: an unknown id), the row is rolled back and run again
+  // one savepoint each: the others must then count once, not twice, and the
+  // failed one must leave nothing behind.
+  const std::string path = TempDbPath();
+  const TimePoint now = otp::FromUnixMillis(1'700'000'000'000);
+  auto s = OpenStore("sqlite://" + path);
+  ASSERT_TRUE(s.ok());
+  Store& store = **s;
+  ASSERT_TRUE(store.CreateApp(MakeApp("app_a", now)).ok());
+  for (int i = 0; i < 3; ++i) {
+    Verification v = MakeVerification("ver_" + std::to_string(i), "app_a", now);
+    v.to = "+30691" + std::to_string(1000000 + i);
+    ASSERT_TRUE(store.CreateVerification(v, FirstJob(v, now), nullptr, {}).ok());
+  }
+  // Another connection holds the write lock: the writer takes the first check
+  // and waits for the lock, and the next three queue up behind it. Whichever
+  // way they split into (at most two) batches, the unknown id shares a row
+  // with at least one other check.
+  sqlite::Db blocker(path, false);
+  blocker.Run("BEGIN IMMEDIATE");
+  const std::vector<std::string> ids = {"ver_0", "ver_1", "ver_missing", "ver_2"};
+  std::vector<std::promise<Result<Transition>>> answers(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    store.RecordCheckAsync("app_a", ids[i], "wrong", now,
+                           [&answers, i](Result<Transition> t) { answers[i].set_value(t); });
+    if (i == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  blocker.Run("ROLLBACK");
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    Result<Transition> t = answers[i].get_future().get();
+    if (ids[i] == "ver_missing") {
+      EXPECT_EQ(t.status().code(), otp::StatusCode::kNotFound);
+      continue;
+    }
+    ASSERT_TRUE(t.ok()) << ids[i] << ": " << t.status().ToString();
+    EXPECT_TRUE(t->applied);
+    EXPECT_FALSE(t->correct);
+    EXPECT_EQ(t->check_count, 1) << ids[i];
+    EXPECT_EQ(store.GetVerification("app_a", ids[i])->check_count, 1) << ids[i];
+  }
+  auto audit = store.ListAudit("app_a", 100);
+  ASSERT_TRUE(audit.ok());
+  std::vector<std::string> checked;
+  for (const AuditEntry& e : *audit) {
+    if (e.action == "verification.check") checked.push_back(e.subject);
+  }
+  std::sort(checked.begin(), checked.end());
+  EXPECT_EQ(checked, (std::vector<std::string>{"ver_0", "ver_1", "ver_2"}));
+}
+
+TEST(SqliteStoreTest, SqliteRunsWithOtpdsLibraryOptions) {
+  // Set before SQLite initializes, or refused: no memory statistics (a global
+  // mutex on every allocation) and in-memory statement journals (RunGroup's
+  // savepoint would otherwise write a temp file past 64 KiB).
+  auto s = OpenStore("sqlite://" + TempDbPath());
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(sqlite::ConfigureLibrary());
+  sqlite3_int64 used = -1, highwater = -1;
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used, &highwater, 0), SQLITE_OK);
+  EXPECT_EQ(used, 0) << "SQLite keeps memory statistics";
+}
+
 TEST(SqliteStoreTest, CheckpointsMoveTheWalIntoTheDatabaseFile) {
   // The writer leaves checkpoints to a thread of their own, woken once the WAL
   // holds 64000 pages. They must really copy pages into the database file (a

@@ -12,18 +12,19 @@ namespace {
   throw SqliteError(msg, rc);
 }
 
-// Once per process, before the first connection: no memory statistics, which
-// SQLite otherwise keeps under one global mutex taken on every allocation of
-// every connection (otpd never asks for them).
-void ConfigureOnce() {
-  static const bool configured = [] {
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    return true;
-  }();
-  (void)configured;
-}
-
 }  // namespace
+
+// sqlite3_config works only before SQLite initializes, which the first
+// connection, and also the first VFS lookup or registration, does: hence a
+// call at the top of each (Db's constructor, OtpdVfsName). Until 2026-11-27
+// the otpd VFS was registered first and both settings were silently refused.
+bool ConfigureLibrary() {
+  static const bool configured = [] {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK &&
+           sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, -1) == SQLITE_OK;
+  }();
+  return configured;
+}
 
 bool Stmt::Step() {
   const int rc = sqlite3_step(s_);
@@ -39,7 +40,7 @@ int Stmt::Exec() {
 }
 
 Db::Db(const std::string& path, bool read_only, const char* vfs) {
-  ConfigureOnce();
+  ConfigureLibrary();
   const int flags =
       (read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) |
       SQLITE_OPEN_NOMUTEX;

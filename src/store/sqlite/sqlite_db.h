@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "otp/status.h"
 
@@ -33,6 +34,14 @@ class Stmt {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  // Binds without a copy: `v` must stay unchanged until the statement is
+  // reset (the Stmt goes away). For the hot statements only, where every
+  // value bound is a named variable that outlives the Stmt; each copy costs
+  // SQLite a malloc and a free.
+  Stmt& BindBorrowed(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
   template <std::integral I>
@@ -51,6 +60,17 @@ class Stmt {
     (Bind(++i, args), ...);
     return *this;
   }
+  // BindAll without copies of the text arguments (see BindBorrowed): only
+  // integers may be temporaries, which is checked at compile time.
+  template <typename... Args>
+  Stmt& BindAllBorrowed(Args&&... args) {
+    static_assert(
+        ((std::is_lvalue_reference_v<Args> || std::is_integral_v<std::decay_t<Args>>)&&...),
+        "a borrowed text value must outlive the statement: pass a named variable");
+    int i = 0;
+    (BindOneBorrowed(++i, args), ...);
+    return *this;
+  }
 
   // True while a row is available; throws std::runtime_error on SQL errors
   // (caught at the store boundary and turned into a Status).
@@ -60,6 +80,13 @@ class Stmt {
 
   bool IsNull(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   std::int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  // The column's text, valid until the next Step or the Stmt goes away.
+  std::string_view View(int col) const {
+    const auto* p = sqlite3_column_text(s_, col);
+    return p == nullptr ? std::string_view()
+                        : std::string_view(reinterpret_cast<const char*>(p),
+                                           static_cast<std::size_t>(sqlite3_column_bytes(s_, col)));
+  }
   std::string Text(int col) const {
     const auto* p = sqlite3_column_text(s_, col);
     return p == nullptr ? std::string()
@@ -68,8 +95,28 @@ class Stmt {
   }
 
  private:
+  void BindOneBorrowed(int i, const std::string& v) { BindBorrowed(i, v); }
+  void BindOneBorrowed(int i, std::string_view v) { BindBorrowed(i, v); }
+  void BindOneBorrowed(int i, const char* v) { BindBorrowed(i, v); }
+  template <std::integral I>
+  void BindOneBorrowed(int i, I v) {
+    Bind(i, v);
+  }
+
   sqlite3_stmt* s_;
 };
+
+// Sets SQLite's process-wide options, once, before SQLite initializes:
+// - no memory statistics, which SQLite otherwise keeps under one global mutex
+//   taken on every allocation of every connection (otpd never asks for them;
+//   Debian's build has no lookaside, so every small allocation is a malloc);
+// - statement journals (the pages a savepoint may roll back) held in memory
+//   whatever their size, not moved to a temp file past 64 KiB: the writer
+//   holds one savepoint over a row of checks (SqliteStore's RunGroup), a few
+//   hundred KiB at most.
+// Called by Db's constructor and OtpdVfsName; nothing else need call it.
+// True if the options are in effect (false: SQLite was initialized first).
+bool ConfigureLibrary();
 
 // Thrown by Stmt and Db on SQLite errors; `busy` for SQLITE_BUSY/LOCKED.
 struct SqliteError : std::runtime_error {

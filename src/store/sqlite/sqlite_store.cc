@@ -860,7 +860,8 @@ class SqliteStore final : public Store {
         [out, done = std::move(done)](const Status& s) {
           if (!s.ok()) return done(s);
           done(std::move(**out));
-        });
+        },
+        /*rerunnable=*/true);
   }
 
   Result<Transition> RecordResend(std::string_view app_id, std::string_view id, int cooldown_s,
@@ -1767,13 +1768,18 @@ class SqliteStore final : public Store {
     db.Prepare(
           "INSERT INTO audit (at, app_id, actor, action, subject, result, detail) "
           "VALUES (?, ?, ?, ?, ?, ?, ?)")
-        .BindAll(Ms(e.at), e.app_id, e.actor, e.action, e.subject, e.result, e.detail)
+        .BindAllBorrowed(Ms(e.at), e.app_id, e.actor, e.action, e.subject, e.result, e.detail)
         .Exec();
   }
 
   struct WriteOp {
     std::function<Status(Db&)> fn;
     std::function<void(const Status&)> done;  // called on the writer thread after the commit
+    // `fn` may run again after its changes were rolled back, with the same
+    // outcome: it reads and changes only the database, and overwrites (never
+    // appends to or moves from) what it captured. The batch then runs a row of
+    // such ops under one savepoint instead of one each (see RunBatch).
+    bool rerunnable = false;
   };
 
   // A read transaction, so that multi-statement reads see one snapshot.
@@ -1807,8 +1813,8 @@ class SqliteStore final : public Store {
     Stmt s = db.Prepare(
         "SELECT rowid, status, check_count, send_count, max_checks, channel, recipient, "
         "code_hash, expires_at FROM verifications WHERE id = ?1 AND app_id = ?2");
-    s.BindAll(id, app_id);
-    if (!s.Step() || s.Text(1) != kPending || s.Int(8) <= Ms(now)) {
+    s.BindAllBorrowed(id, app_id);
+    if (!s.Step() || s.View(1) != kPending || s.Int(8) <= Ms(now)) {
       Drain(s);
       Result<Transition> r = Refused(db, app_id, id, now);
       if (r.ok()) AuditRefusal(db, app_id, id, "verification.check", r->status, now);
@@ -1824,7 +1830,7 @@ class SqliteStore final : public Store {
     t.max_checks = static_cast<int>(s.Int(4));
     t.channel = s.Text(5);
     const std::string recipient = s.Text(6);
-    t.correct = otp::ConstantTimeEqual(s.Text(7), code_hash);
+    t.correct = otp::ConstantTimeEqual(s.View(7), code_hash);
     Drain(s);
     if (t.correct) {
       t.status = kApproved;
@@ -1834,7 +1840,7 @@ class SqliteStore final : public Store {
     db.Prepare(
           "UPDATE verifications SET check_count = ?1, status = ?2, updated_at = ?3 "
           "WHERE rowid = ?4")
-        .BindAll(t.check_count, t.status, Ms(now), rowid)
+        .BindAllBorrowed(t.check_count, t.status, Ms(now), rowid)
         .Exec();
     // Every check is audited (one INSERT, a cached statement); an event only
     // when the verification leaves pending.
@@ -2045,10 +2051,12 @@ class SqliteStore final : public Store {
 
   // Queues `fn` for the writer and returns at once; `done` runs on the writer
   // thread once the batch is committed (or failed), so it must be quick.
-  void WriteAsync(std::function<Status(Db&)> fn, std::function<void(const Status&)> done) {
+  void WriteAsync(std::function<Status(Db&)> fn, std::function<void(const Status&)> done,
+                  bool rerunnable = false) {
     auto op = std::make_shared<WriteOp>();
     op->fn = std::move(fn);
     op->done = std::move(done);
+    op->rerunnable = rerunnable;
     {
       std::lock_guard lock(mu_);
       queue_.push_back(std::move(op));
@@ -2205,21 +2213,15 @@ class SqliteStore final : public Store {
       for (auto& op : batch) op->done(FromException(e));
       return;
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      try {
-        writer_db_.Run("SAVEPOINT op");
-        try {
-          results[i] = batch[i]->fn(writer_db_);
-        } catch (const SqliteError& e) {
-          results[i] = FromException(e);
-        } catch (const std::exception& e) {
-          results[i] = otp::Internal(e.what());
-        }
-        if (!results[i].ok()) writer_db_.Run("ROLLBACK TO op");
-        writer_db_.Run("RELEASE op");
-      } catch (const SqliteError& e) {
-        results[i] = FromException(e);
+    for (std::size_t i = 0; i < batch.size();) {
+      std::size_t end = i + 1;
+      if (batch[i]->rerunnable) {
+        while (end < batch.size() && batch[end]->rerunnable) ++end;
       }
+      if (end - i == 1 || !RunGroup(batch, i, end, results)) {
+        for (std::size_t k = i; k < end; ++k) results[k] = RunOne(*batch[k]);
+      }
+      i = end;
     }
     try {
       writer_db_.Run("COMMIT");
@@ -2236,6 +2238,60 @@ class SqliteStore final : public Store {
       committed_.push_back(Committed{std::move(batch), std::move(results)});
     }
     sync_cv_.notify_one();
+  }
+
+  // One op under its own savepoint: a failed op leaves nothing behind, and
+  // the rest of the batch still commits.
+  Status RunOne(WriteOp& op) {
+    Status result;
+    try {
+      writer_db_.Run("SAVEPOINT op");
+      result = RunFn(op);
+      if (!result.ok()) writer_db_.Run("ROLLBACK TO op");
+      writer_db_.Run("RELEASE op");
+    } catch (const SqliteError& e) {
+      result = FromException(e);
+    }
+    return result;
+  }
+
+  Status RunFn(WriteOp& op) {
+    try {
+      return op.fn(writer_db_);
+    } catch (const SqliteError& e) {
+      return FromException(e);
+    } catch (const std::exception& e) {
+      return otp::Internal(e.what());
+    }
+  }
+
+  // Rerunnable ops [begin, end) under one savepoint, which saves a savepoint
+  // per op and, above all, SQLite's copy of every page each op changes (a
+  // check's verification, audit and audit-index pages: about 12 KiB copied per
+  // op). True when `results` are final; false, with nothing of theirs left,
+  // if one failed: the caller then runs them again one savepoint each, so the
+  // others still commit.
+  bool RunGroup(std::vector<std::shared_ptr<WriteOp>>& batch, std::size_t begin, std::size_t end,
+                std::vector<Status>& results) {
+    try {
+      writer_db_.Run("SAVEPOINT ops");
+    } catch (const SqliteError&) {
+      return false;  // nothing ran
+    }
+    bool ok = true;
+    for (std::size_t k = begin; k < end && ok; ++k) {
+      results[k] = RunFn(*batch[k]);
+      ok = results[k].ok();
+    }
+    try {
+      if (!ok) writer_db_.Run("ROLLBACK TO ops");
+      writer_db_.Run("RELEASE ops");
+    } catch (const SqliteError& e) {
+      // What stayed is unknown: running them again could apply one twice.
+      for (std::size_t k = begin; k < end; ++k) results[k] = FromException(e);
+      return true;
+    }
+    return ok;
   }
 
   // Runs `fn` on a pooled read connection.

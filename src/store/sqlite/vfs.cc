@@ -14,6 +14,8 @@
 #include <new>
 #include <vector>
 
+#include "store/sqlite/sqlite_db.h"
+
 namespace otpd::sqlite {
 namespace {
 
@@ -255,6 +257,7 @@ int Open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_fl
 
 const char* OtpdVfsName() {
   static const char* const name = [] {
+    ConfigureLibrary();  // before Default(), which initializes SQLite
     static sqlite3_vfs vfs = *Default();
     vfs.zName = "otpd";
     vfs.szOsFile = static_cast<int>(kRealOffset) + Default()->szOsFile;
