@@ -18,10 +18,17 @@ namespace {
 // connection, and also the first VFS lookup or registration, does: hence a
 // call at the top of each (Db's constructor, OtpdVfsName). Until 2026-11-27
 // the otpd VFS was registered first and both settings were silently refused.
+// A row of 256 checks (the writer's largest batch) changes about 3 MiB of
+// pages; an op bigger than this (a migration rewriting a large table) goes on
+// to a temp file, as SQLite's own default of 64 KiB would have it, instead of
+// holding the table's pages in memory. (SQLite allocates a journal's memory in
+// one chunk of this size, which the allocator hands back and reuses per batch.)
+constexpr int kStatementJournalInMemory = 4 << 20;
+
 bool ConfigureLibrary() {
   static const bool configured = [] {
     return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK &&
-           sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, -1) == SQLITE_OK;
+           sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, kStatementJournalInMemory) == SQLITE_OK;
   }();
   return configured;
 }

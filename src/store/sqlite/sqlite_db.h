@@ -111,9 +111,9 @@ class Stmt {
 //   taken on every allocation of every connection (otpd never asks for them;
 //   Debian's build has no lookaside, so every small allocation is a malloc);
 // - statement journals (the pages a savepoint may roll back) held in memory
-//   whatever their size, not moved to a temp file past 64 KiB: the writer
-//   holds one savepoint over a row of checks (SqliteStore's RunGroup), a few
-//   hundred KiB at most.
+//   up to 4 MiB, not moved to a temp file past SQLite's default of 64 KiB:
+//   the writer holds one savepoint over a row of checks (SqliteStore's
+//   RunGroup), a few hundred KiB usually, 3 MiB at most.
 // Called by Db's constructor and OtpdVfsName; nothing else need call it.
 // True if the options are in effect (false: SQLite was initialized first).
 bool ConfigureLibrary();
