@@ -1545,8 +1545,8 @@ TEST(SqliteStoreTest, ABatchOfChecksWithOneFailingAppliesEveryOtherCheckOnce) {
 
 TEST(SqliteStoreTest, SqliteRunsWithOtpdsLibraryOptions) {
   // Set before SQLite initializes, or refused: no memory statistics (a global
-  // mutex on every allocation) and in-memory statement journals (RunGroup's
-  // savepoint would otherwise write a temp file past 64 KiB).
+  // mutex on every allocation) and statement journals in memory up to 4 MiB
+  // (RunGroup's savepoint would otherwise write a temp file past 64 KiB).
   auto s = OpenStore("sqlite://" + TempDbPath());
   ASSERT_TRUE(s.ok());
   EXPECT_TRUE(sqlite::ConfigureLibrary());

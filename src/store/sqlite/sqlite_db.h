@@ -95,9 +95,7 @@ class Stmt {
   }
 
  private:
-  void BindOneBorrowed(int i, const std::string& v) { BindBorrowed(i, v); }
   void BindOneBorrowed(int i, std::string_view v) { BindBorrowed(i, v); }
-  void BindOneBorrowed(int i, const char* v) { BindBorrowed(i, v); }
   template <std::integral I>
   void BindOneBorrowed(int i, I v) {
     Bind(i, v);
