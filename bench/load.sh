@@ -20,8 +20,8 @@
 # this shared machine drifts by 20 % within a minute, and a single pair put the
 # check's ratio anywhere from 0.20 to 0.28 (docs/benchmarks.md). The check's
 # verdict is on the median round (its ratio and p99); every round is printed.
-# healthz runs once after the first nginx run, verify once at the end; both are
-# compared with the median nginx run.
+# healthz and verify run once each, each right after an nginx run of its own
+# that it is compared with.
 # otpd runs from the release build with SQLite and a `log` provider in a temp
 # dir, on a free loopback port; everything talks to 127.0.0.1 only.
 #
