@@ -1688,6 +1688,52 @@ TEST(SqliteVfsTest, FramesOfARolledBackTransactionNeverOverwriteTheNextWriters) 
   EXPECT_EQ(check, "ok");
 }
 
+// Releasing a WAL lock lets another connection write the WAL, so the VFS
+// writes out whatever it still buffers first (xShmLock). SQLite itself leaves
+// nothing buffered there in any case found (commits are written at their
+// xShmBarrier; rollbacks of spilled transactions read the file first), so
+// this drives the file methods directly: an append past the last frame, then
+// a lock taken and released.
+TEST(SqliteVfsTest, ReleasingAWalLockWritesWhatIsBuffered) {
+  const std::string path = TempDbPath();
+  sqlite::Db db(path, false, sqlite::OtpdVfsName());
+  db.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; "
+      "CREATE TABLE t (i INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);");
+  sqlite3_file* main_file = nullptr;
+  sqlite3_file* wal = nullptr;
+  ASSERT_EQ(sqlite3_file_control(db.raw(), "main", SQLITE_FCNTL_FILE_POINTER, &main_file),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_file_control(db.raw(), "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal), SQLITE_OK);
+  ASSERT_TRUE(main_file != nullptr && main_file->pMethods != nullptr);
+  ASSERT_TRUE(wal != nullptr && wal->pMethods != nullptr);
+  const auto wal_size = [&] { return std::filesystem::file_size(path + "-wal"); };
+  const auto before = wal_size();
+
+  // Past the last frame: no reader looks there, and the next commit overwrites it.
+  const std::string bytes(100, 'x');
+  ASSERT_EQ(wal->pMethods->xWrite(wal, bytes.data(), 100, static_cast<sqlite3_int64>(before)),
+            SQLITE_OK);
+  EXPECT_EQ(wal_size(), before) << "the append was not buffered";
+  constexpr int kReadMark = 3;  // a reader's lock slot: shared, harmless to take
+  ASSERT_EQ(
+      main_file->pMethods->xShmLock(main_file, kReadMark, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED),
+      SQLITE_OK);
+  EXPECT_EQ(wal_size(), before) << "taking a lock wrote the buffer";
+  ASSERT_EQ(
+      main_file->pMethods->xShmLock(main_file, kReadMark, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED),
+      SQLITE_OK);
+  EXPECT_EQ(wal_size(), before + 100) << "releasing the lock left the buffer unwritten";
+
+  db.Exec("INSERT INTO t VALUES (2);");
+  std::string count;
+  std::string check;
+  ASSERT_EQ(RawSql(path, "SELECT count(*) FROM t", &count), SQLITE_OK);
+  EXPECT_EQ(count, "2");
+  ASSERT_EQ(RawSql(path, "PRAGMA integrity_check", &check), SQLITE_OK);
+  EXPECT_EQ(check, "ok");
+}
+
 TEST(SqliteVfsTest, ACheckpointThroughItCopiesEveryPage) {
   // Through otpd's VFS the database file's pages go to the disk every 1 MiB
   // a checkpoint writes; the checkpoint must still copy every page, in place.
