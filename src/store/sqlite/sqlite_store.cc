@@ -475,13 +475,18 @@ class SqliteStore final : public Store {
     // (vfs.h): the writer's commits reach the WAL file in one write each,
     // and the checkpointer's copies reach the disk in paced steps.
     //
-    // The writer keeps 64 MiB of pages in its cache: SQLite's default, 2 MiB,
-    // made every check of a large table read its page back from the file.
+    // The writer keeps up to 128 MiB of pages in its cache: SQLite's default,
+    // 2 MiB, made every check of a large table read its page back from the
+    // file. A pending verification takes about 350 bytes of table and id index,
+    // so 64 MiB (the size until 2026-11-28) held about 190,000 of them, and a
+    // check outside those paid a read: the writer's CPU per check was 2.5-3.3
+    // us higher with 200,000 pending (docs/benchmarks.md). The cache grows as
+    // pages are touched; a small database never uses all of it.
     // (Memory-mapped reads were tried and dropped: each time a checkpoint grew
     // the file, every connection remapped it, and TOTP verify got slower.)
     writer_db_.Exec(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-        "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-65536;");
+        "PRAGMA wal_autocheckpoint=0; PRAGMA cache_size=-131072;");
     sqlite3_wal_hook(writer_db_.raw(), &SqliteStore::OnWalCommit, this);
     writer_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "otpd-writer");
