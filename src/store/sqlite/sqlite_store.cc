@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -2164,12 +2165,12 @@ class SqliteStore final : public Store {
 
   // fdatasync of the WAL file, through `wal` (reopened if the file was replaced).
   //
-  // The replacement check asks for the inode number only. A stat(2) that
-  // returns the file's times marks its ctime as seen, and on kernels with
-  // fine-grained timestamps (ext4 since Linux 6.13) the next write then
-  // dirties the inode for data integrity: every fdatasync also wrote the
-  // inode, one more device round trip (measured: 160-207 against 231-288 us
-  // for an 80 KiB write and its fdatasync; docs/benchmarks.md).
+  // The replacement check asks for the inode number only. With a stat(2) or
+  // fstat(2) between two syncs, every fdatasync also wrote the inode, one
+  // more device round trip (Linux 6.18, ext4: 160-207 against 231-288 us for
+  // an 80 KiB write and its fdatasync; docs/benchmarks.md). Most likely the
+  // kernel's fine-grained timestamps: a stat that returns the times marks
+  // the ctime as seen, and the next write must then change it.
   Status SyncWal(WalFile& file) {
     const std::string wal = path_ + "-wal";
     struct statx now {};
