@@ -2133,7 +2133,7 @@ class SqliteStore final : public Store {
   // fsync of latency saved per request; each answer still waits for a sync
   // that began after its commit).
   void SyncLoop() {
-    WalFile wal;
+    WalFile wal(path_ + "-wal");
     for (;;) {
       std::vector<Committed> ready;
       {
@@ -2151,11 +2151,12 @@ class SqliteStore final : public Store {
     }
   }
 
-  // A syncer thread's own descriptor of the WAL file.
+  // A syncer thread's own descriptor of the WAL file at `path`.
   struct WalFile {
+    const std::string path;
     int fd = -1;
     std::uint64_t ino = 0;
-    WalFile() = default;
+    explicit WalFile(std::string wal_path) : path(std::move(wal_path)) {}
     WalFile(const WalFile&) = delete;
     WalFile& operator=(const WalFile&) = delete;
     ~WalFile() {
@@ -2172,7 +2173,7 @@ class SqliteStore final : public Store {
   // kernel's fine-grained timestamps: a stat that returns the times marks
   // the ctime as seen, and the next write must then change it.
   Status SyncWal(WalFile& file) {
-    const std::string wal = path_ + "-wal";
+    const std::string& wal = file.path;
     struct statx now {};
     if (::statx(AT_FDCWD, wal.c_str(), 0, STATX_INO, &now) != 0) {
       return otp::Unavailable("cannot stat " + wal + ": " + std::strerror(errno));
