@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdint>
@@ -458,8 +459,10 @@ Status FromException(const SqliteError& e) {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(std::string path)
-      : path_(std::move(path)), writer_db_(path_, false, OtpdVfsName()) {
+  SqliteStore(std::string path, const SqliteStoreOptions& options)
+      : path_(std::move(path)),
+        writer_db_(path_, false, OtpdVfsName()),
+        checkpoint_pages_(options.checkpoint_pages) {
     // Checkpoints run on their own thread and connection (PASSIVE: they never
     // block the writer), not inside whichever commit crosses the threshold:
     // a checkpoint writes and fsyncs the database file, and every request of
@@ -2101,24 +2104,20 @@ class SqliteStore final : public Store {
           queue_.pop_front();
         }
       }
+      if (tail_due_.load(std::memory_order_acquire)) FinishCheckpoint();
       RunBatch(batch);
     }
   }
 
   // After each commit on the writer connection: wakes the checkpointer once
-  // the WAL holds enough pages.
+  // the WAL holds enough pages, unless a checkpoint is already under way.
   static int OnWalCommit(void* self, sqlite3*, const char*, int wal_pages) {
-    // 64000 pages (250 MiB of WAL at most between checkpoints), not SQLite's
-    // 1000: a page changed many times between two checkpoints is copied to
-    // the database once, so checks spread over many verifications cost the
-    // checkpointer a fraction of what they did (at 16000 pages its share of
-    // CPU was about 1.6 times this; docs/benchmarks.md). A crash leaves at
-    // most this much WAL to read back on the next start.
-    constexpr int kCheckpointPages = 64000;
-    if (wal_pages >= kCheckpointPages) {
-      auto* store = static_cast<SqliteStore*>(self);
+    auto* store = static_cast<SqliteStore*>(self);
+    if (wal_pages >= store->checkpoint_pages_) {
       {
         std::lock_guard lock(store->checkpoint_mu_);
+        if (store->checkpoint_busy_) return SQLITE_OK;
+        store->checkpoint_busy_ = true;
         store->checkpoint_due_ = true;
       }
       store->checkpoint_cv_.notify_one();
@@ -2190,7 +2189,26 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
+  // A checkpoint in two parts, so that the WAL starts over from its beginning.
+  //
+  // SQLite rewinds the WAL only when the writer begins a transaction with
+  // every frame already copied into the database file. A checkpoint on
+  // another thread copies the frames committed before it began, while the
+  // writer appends more, so under steady load that moment seldom came: the
+  // WAL stayed past the threshold, every commit woke the checkpointer again,
+  // and each of those small checkpoints copied the pages of a batch or two
+  // with fsyncs of its own: 0.2-0.7 page copied per wrong-code check, and up
+  // to 180 of the checkpointer's fdatasyncs a second, against about 0.1 page
+  // and a few fdatasyncs a second since (docs/benchmarks.md).
+  //
+  // So this thread copies the bulk, in passes while each leaves fewer frames
+  // behind, and then hands the rest (at most kTailFrames) to the writer,
+  // which copies it between two batches (FinishCheckpoint): nothing is
+  // appended meanwhile, the copy completes, and the writer's next transaction
+  // rewinds the WAL. The writer pauses for a few milliseconds once per
+  // checkpoint instead of never; no commit waits for the bulk.
   void CheckpointLoop() {
+    constexpr int kMaxPasses = 8;
     std::unique_ptr<Db> db;
     for (;;) {
       {
@@ -2199,6 +2217,7 @@ class SqliteStore final : public Store {
         if (checkpoint_stopping_) return;
         checkpoint_due_ = false;
       }
+      bool hand_over = false;
       try {
         if (!db) {
           db = std::make_unique<Db>(path_, false, OtpdVfsName());
@@ -2207,16 +2226,50 @@ class SqliteStore final : public Store {
           // it does nothing at all (and reports pnLog = -1). So read first.
           db->Exec("SELECT 1 FROM sqlite_master LIMIT 1;");
         }
-        int wal_frames = -1;
-        const int rc = sqlite3_wal_checkpoint_v2(db->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                                 &wal_frames, nullptr);
-        if ((rc != SQLITE_OK && rc != SQLITE_BUSY) || wal_frames < 0) {
-          db.reset();  // reopen next time
+        // A pass copies the frames committed before it began, and reports
+        // their number: the frames the next pass copies are those appended
+        // during this one.
+        int before = -1;
+        for (int pass = 0; pass < kMaxPasses; ++pass) {
+          int wal_frames = -1, copied = -1;
+          const int rc = sqlite3_wal_checkpoint_v2(db->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                                   &wal_frames, &copied);
+          if ((rc != SQLITE_OK && rc != SQLITE_BUSY) || wal_frames < 0) {
+            db.reset();  // reopen next time
+            break;
+          }
+          // BUSY: another connection (otpctl) is checkpointing; a reader that
+          // holds an old snapshot stops the copy short. Start over later.
+          if (rc != SQLITE_OK || copied < wal_frames) break;
+          if (before >= 0 && wal_frames - before <= kTailFrames) {
+            hand_over = true;  // a short pass: the writer's part is as short
+            break;
+          }
+          before = wal_frames;
         }
       } catch (const SqliteError&) {
         db.reset();
       }
+      if (hand_over) {
+        tail_due_.store(true, std::memory_order_release);
+      } else {
+        // The next commit past the threshold starts a new checkpoint.
+        std::lock_guard lock(checkpoint_mu_);
+        checkpoint_busy_ = false;
+      }
     }
+  }
+
+  // The writer's part of a checkpoint (see CheckpointLoop), between batches:
+  // copies the frames the checkpointer left, so that the next transaction
+  // rewinds the WAL. A failure changes nothing but the WAL's length: the next
+  // commit past the threshold starts a new checkpoint.
+  void FinishCheckpoint() {
+    tail_due_.store(false, std::memory_order_relaxed);
+    sqlite3_wal_checkpoint_v2(writer_db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                              nullptr);
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_busy_ = false;
   }
 
   void RunBatch(std::vector<std::shared_ptr<WriteOp>>& batch) {
@@ -2373,10 +2426,16 @@ class SqliteStore final : public Store {
   static constexpr int kSyncers = 2;
   std::vector<std::thread> syncers_;
 
+  // WAL pages that start a checkpoint (see OnWalCommit), and the frames the
+  // checkpointer leaves to the writer (see CheckpointLoop).
+  const int checkpoint_pages_;
+  static constexpr int kTailFrames = 256;
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
-  bool checkpoint_due_ = false;
+  bool checkpoint_due_ = false;   // the checkpointer has a checkpoint to start
+  bool checkpoint_busy_ = false;  // a checkpoint is under way, bulk or tail
   bool checkpoint_stopping_ = false;
+  std::atomic<bool> tail_due_{false};  // the writer copies the rest before its next batch
   std::thread checkpointer_;
 
   std::mutex readers_mu_;
@@ -2385,9 +2444,10 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const SqliteStoreOptions& options) {
   try {
-    return std::unique_ptr<Store>(new SqliteStore(path));
+    return std::unique_ptr<Store>(new SqliteStore(path, options));
   } catch (const SqliteError& e) {
     return otp::Unavailable(e.what());
   }
