@@ -466,7 +466,8 @@ class SqliteStore final : public Store {
     // Checkpoints run on their own thread and connection (PASSIVE: they never
     // block the writer), not inside whichever commit crosses the threshold:
     // a checkpoint writes and fsyncs the database file, and every request of
-    // that batch would wait for it.
+    // that batch would wait for it. Only the last few frames of each are
+    // copied by the writer, between two batches (see CheckpointLoop).
     //
     // Durability: the writer commits with synchronous=NORMAL (no fsync inside
     // COMMIT) and hands the batch to the syncer thread, which fdatasyncs the
