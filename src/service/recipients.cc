@@ -11,7 +11,9 @@ using i18n::phonenumbers::PhoneNumberUtil;
 
 bool IsPhoneChannel(std::string_view channel) { return channel != "email" && channel != "push"; }
 
-otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text) {
+namespace {
+
+otp::Result<PhoneNumber> ParseOnce(std::string_view text) {
   if (text.size() > 32 || text.empty() || text.front() != '+') {
     return otp::InvalidArgument("a phone number must be in E.164 form, starting with '+'");
   }
@@ -35,6 +37,24 @@ otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text) {
   util.GetRegionCodeForNumber(number, &out.region);
   if (out.region == "ZZ") out.region.clear();
   return out;
+}
+
+}  // namespace
+
+otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text) {
+  auto first = ParseOnce(text);
+  if (!first.ok()) return first;
+  // libphonenumber's E.164 form is not always a fixed point: "+520217436666266"
+  // formats as +5217436666266 (Mexico's old mobile '1'), which parses to
+  // +527436666266. One number must have one key (recipient limits, check by
+  // recipient), so take the form that parses to itself.
+  auto second = ParseOnce(first->e164);
+  if (!second.ok() || second->e164 == first->e164) return second;
+  auto third = ParseOnce(second->e164);
+  if (!third.ok() || third->e164 != second->e164) {
+    return otp::InvalidArgument("not a valid phone number");
+  }
+  return second;
 }
 
 otp::Result<std::string> ParseEmail(std::string_view text) {

@@ -16,6 +16,18 @@ TEST(PhoneNumberTest, NormalisesToE164WithRegion) {
   EXPECT_EQ(ParsePhoneNumber("+1 (650) 253-0000")->e164, "+16502530000");
 }
 
+// Found by fuzz_recipients ("+5 2021PH3MmO.OamO.#4"): libphonenumber formats
+// these as +5217436666266, which itself parses to +527436666266.
+TEST(PhoneNumberTest, NormalisesToAFormThatParsesToItself) {
+  for (const char* text : {"+520217436666266", "+52 02 1 743 666 6266", "+5 2021PH3MmO.OamO.#4",
+                           "+52 1 743 666 6266", "+527436666266"}) {
+    auto p = ParsePhoneNumber(text);
+    ASSERT_TRUE(p.ok()) << text;
+    EXPECT_EQ(p->e164, "+527436666266") << text;
+    EXPECT_EQ(p->region, "MX") << text;
+  }
+}
+
 TEST(PhoneNumberTest, Security24_RefusesInvalidPremiumAndSharedCost) {
   EXPECT_FALSE(ParsePhoneNumber("+1234").ok());
   EXPECT_FALSE(ParsePhoneNumber("6912345678").ok());  // no country code
