@@ -43,7 +43,8 @@ otp::Result<PhoneNumber> ParseOnce(std::string_view text) {
 
 otp::Result<PhoneNumber> ParsePhoneNumber(std::string_view text) {
   auto first = ParseOnce(text);
-  if (!first.ok()) return first;
+  // Already in the form it formats to: parsing that form again gives the same.
+  if (!first.ok() || first->e164 == text) return first;
   // libphonenumber's E.164 form is not always a fixed point: "+520217436666266"
   // formats as +5217436666266 (Mexico's old mobile '1'), which parses to
   // +527436666266. One number must have one key (recipient limits, check by
