@@ -14,6 +14,7 @@ assert, at the end of the run, that no code ever leaked into an HTTP response or
 into otpd's own output (SPEC §4.1, SECURITY.md 31).
 """
 
+import fcntl
 import http.client
 import json
 import os
@@ -369,11 +370,20 @@ def wait_until(what, fn, timeout=8.0, interval=0.05):
 def require_node_packages(who, *packages):
     """Fails unless node and npm are installed; runs `npm ci` in the repository when
     one of the npm `packages` is missing from node_modules (the versions pinned in
-    package-lock.json)."""
+    package-lock.json).
+
+    ctest runs the node-using tests in parallel, and `npm ci` first deletes
+    node_modules: without the lock one test's `npm ci` pulled the packages from under
+    another's running peer (CI saw "Cannot find module 'smpp'"). The check and the
+    install happen under an exclusive lock on a file beside node_modules, so the
+    first test installs, the others wait and then find everything in place."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         raise RuntimeError("%s needs node and npm (scripts/install-deps installs them)" % who)
-    if not all(os.path.isdir(os.path.join(ROOT, "node_modules", n)) for n in packages):
+    with open(os.path.join(ROOT, ".npm-ci.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(os.path.isdir(os.path.join(ROOT, "node_modules", n)) for n in packages):
+            return
         p = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT,
                            capture_output=True, text=True, timeout=170)
         if p.returncode != 0:
