@@ -33,6 +33,8 @@
 #   OTPD, OTPCTL [build/release/apps/...]            binaries to measure
 #   PROBE_DURATION [2s]                              short check run that sizes the pool
 #   PROBE_FLOOR [25000]                              checks/s the pools are sized for at least
+#   CHECK_POOL [sized by the probe]                  fixed number of verifications for the check
+#                                                    rounds (to compare runs on one pool size)
 #   MAX_VERIFICATIONS [200000]                       upper bound on verifications created
 #   MAX_TOTP_USERS [400000]                          upper bound on TOTP users enrolled
 #   CREATE_PARALLEL [8]                              parallel curl processes creating them
@@ -51,13 +53,17 @@ OTPD=${OTPD:-$ROOT/build/release/apps/otpd}
 OTPCTL=${OTPCTL:-$ROOT/build/release/apps/otpctl}
 PROBE_DURATION=${PROBE_DURATION:-2s}
 PROBE_FLOOR=${PROBE_FLOOR:-25000}
+CHECK_POOL=${CHECK_POOL:-}
 MAX_VERIFICATIONS=${MAX_VERIFICATIONS:-200000}
 MAX_TOTP_USERS=${MAX_TOTP_USERS:-400000}
 CREATE_PARALLEL=${CREATE_PARALLEL:-8}
 KEEP_TMP=${KEEP_TMP:-0}
 MAX_CHECKS=20        # the app's max_checks (the most otpd allows)
 CHECK_BUDGET=12      # plan at most this many wrong checks per verification
-PROBE_POOL=2000      # verifications spent by the probe run
+# Verifications spent by the probe run: enough for 50k checks/s over 2 s at 16
+# checks each. 2000 ran out at 20k/s (2026-11-28 19:35), and the script then
+# sized the pool for twice the probe's lower bound.
+PROBE_POOL=6500
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
@@ -68,6 +74,7 @@ done
 [[ -x "$OTPD" && -x "$OTPCTL" ]] || die "no release build at $OTPD / $OTPCTL: run 'make build' first"
 [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$THREADS" =~ ^[0-9]+$ && "$THREADS" -ge 1 ]] ||
   die "CONNECTIONS and THREADS must be positive integers"
+[[ -z "$CHECK_POOL" || "$CHECK_POOL" =~ ^[1-9][0-9]*$ ]] || die "CHECK_POOL must be a positive integer"
 [[ "$CONNECTIONS" -ge "$THREADS" ]] || die "CONNECTIONS must be >= THREADS"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ && $((ROUNDS % 2)) -eq 1 ]] ||
   die "ROUNDS must be an odd positive integer (the verdict is on the median round)"
@@ -121,6 +128,35 @@ cpu_ticks() {
   done
   echo "$total"
 }
+
+# thread_stats PID...: one line per thread of these processes, "name ticks
+# reads": its name (otpd names its threads otpd-io, otpd-writer, ...), the CPU
+# ticks (user+system) and read() calls it has made so far. The store's writer
+# reads the database file only for pages its cache does not hold, so its reads
+# per check show whether the pages the checks touch still fit in that cache.
+thread_stats() {
+  local task
+  for task in $(printf '/proc/%s/task/* ' "$@"); do
+    [[ -r $task/stat ]] || continue
+    echo "$(<"$task/comm") $(awk '{ print $14 + $15 }' "$task/stat") $(
+      awk '/^syscr:/ { print $2 }' "$task/io" 2>/dev/null || echo 0)"
+  done
+}
+
+# thread_delta BEFORE AFTER REQUESTS: from two thread_stats snapshots, the
+# fields "reads=<the writer's read() calls>" and "threads=name:us,..." (CPU
+# microseconds per request by thread name, threads of one name summed).
+thread_delta() {
+  awk -v n="$3" -v t="$TICKS" '
+    FNR == NR { t0[$1] += $2; r0[$1] += $3; next }
+    { t1[$1] += $2; r1[$1] += $3 }
+    END {
+      out = ""
+      for (k in t1) if (t1[k] - t0[k] > 0)
+        out = out sprintf("%s%s:%.1f", out == "" ? "" : ",", k, (t1[k] - t0[k]) / t * 1e6 / n)
+      printf "reads=%d threads=%s", r1["otpd-writer"] - r0["otpd-writer"], out == "" ? "-" : out
+    }' "$1" "$2"
+}
 TICKS=$(getconf CLK_TCK)
 
 # Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
@@ -129,16 +165,19 @@ run_wrk() {
   local name=$1 url=$2 script=$3 duration=$4 out before after
   out="$TMP/wrk-$name.txt"
   before=$(cpu_ticks $SERVER_PIDS)
+  thread_stats $SERVER_PIDS >"$TMP/threads-$name.before"
   BENCH_LIB="$BENCH/wrk_report.lua" BENCH_THREADS="$THREADS" \
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "$duration" --timeout 5s -s "$script" "$url" \
     >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
   after=$(cpu_ticks $SERVER_PIDS)
+  thread_stats $SERVER_PIDS >"$TMP/threads-$name.after"
   local line
   line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "wrk printed no RESULT for $name"; }
   local secs
   secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
   echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
-    'BEGIN { printf "%.2f", (b - a) / t / s }')"
+    'BEGIN { printf "%.2f", (b - a) / t / s }') $(thread_delta "$TMP/threads-$name.before" \
+    "$TMP/threads-$name.after" "$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")")"
 }
 
 field() { sed -E "s/.*(^| )$2=([^ ]*).*/\2/" <<<"$1"; }
@@ -309,7 +348,10 @@ fi
 # in all (each round adds up to one check per verification to the even share).
 NEED=$(awk -v r="$probe_rps" -v d="$DURATION_S" -v b="$CHECK_BUDGET" -v t="$THREADS" \
   -v k="$ROUNDS" 'BEGIN { n = int(r * 1.5 * d * k / (b - k)) + 100 * t; print n }')
-if [[ "$NEED" -gt "$MAX_VERIFICATIONS" ]]; then
+if [[ -n "$CHECK_POOL" ]]; then
+  log "CHECK_POOL=$CHECK_POOL fixes the pool (the probe wanted $NEED)"
+  NEED=$CHECK_POOL
+elif [[ "$NEED" -gt "$MAX_VERIFICATIONS" ]]; then
   log "capping the pool at MAX_VERIFICATIONS=$MAX_VERIFICATIONS (wanted $NEED): expect 409s"
   NEED=$MAX_VERIFICATIONS
 fi
@@ -380,10 +422,12 @@ ok() {  # ok CONDITION-AWK-EXPR
 row() {  # row NAME RESULT NGINX-RESULT TARGET VERDICT
   local r=$2 ratio_text="-"
   [[ -n "$3" ]] && ratio_text=$(ratio "$(field "$r" rps)" "$(field "$3" rps)")
-  printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %s\n" "$1" "$(field "$r" rps)" \
+  printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %7s %s\n" "$1" "$(field "$r" rps)" \
     "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$ratio_text" "$4" "$5" \
     "$(field "$r" cpu)" "$(awk -v c="$(field "$r" cpu)" -v r="$(field "$r" rps)" \
-      'BEGIN { printf "%.1f", c * 1e6 / r }')" "$(field "$r" statuses)$(
+      'BEGIN { printf "%.1f", c * 1e6 / r }')" "$(awk -v d="$(field "$r" reads)" \
+      -v n="$(field "$r" requests)" 'BEGIN { if (d == 0) print "-"; else printf "%.3f", d / n }')" \
+    "$(field "$r" statuses)$(
       e=$(field "$r" errors); [[ "$e" == 0 ]] || echo " socket-errors:$e")"
 }
 all200() { [[ "$(field "$1" statuses)" == "200:$(field "$1" requests)" && "$(field "$1" errors)" == 0 ]]; }
@@ -456,8 +500,8 @@ echo "verify pool: $USERS users with an active TOTP factor, each verified once w
 echo "app limits: $BENCH_LIMITS (per-app request rate and SMS-pumping guard off for the bench app;" \
   "per-recipient start limit and max_checks as configured)"
 echo
-printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
-  "ratio" "target" "verdict" "cpu" "us/req" "answers"
+printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
+  "ratio" "target" "verdict" "cpu" "us/req" "rd/req" "answers"
 row "nginx return 200 (ceiling)" "$R_NGINX_HEALTH" "" "-" "-"
 row "otpd GET /healthz" "$R_HEALTH" "$R_NGINX_HEALTH" ">= 0.60x nginx" "$health_ok"
 for i in "${!R_CHECKS[@]}"; do
@@ -471,9 +515,16 @@ printf "%-38s %10s %8s %8s %6s  %-28s %-7s\n" "otpd POST /v1/verifications/{id}/
 row "nginx return 200 (ceiling)" "$R_NGINX_VERIFY" "" "-" "-"
 row "otpd POST /v1/users/{user}/verify" "$R_VERIFY" "$R_NGINX_VERIFY" ">= 0.25x nginx" "$verify_ok"
 echo
+echo "otpd CPU by thread, microseconds per request:"
+by_thread() { printf "  %-36s %s\n" "$1" "$(field "$2" threads | tr ',' '\n' | sort | paste -sd' ')"; }
+by_thread "GET /healthz" "$R_HEALTH"
+for i in "${!R_CHECKS[@]}"; do by_thread "POST .../check (round $((i + 1)))" "${R_CHECKS[$i]}"; done
+by_thread "POST /v1/users/{user}/verify" "$R_VERIFY"
+echo
 echo "ratio = req/s / req/s of the nginx run just before it; the check's verdict is on the median" \
   "of its $ROUNDS rounds' ratios and p99s; cpu = cores the server used (user+sys) during its run;"
-echo "us/req = server CPU microseconds per request;"
+echo "us/req = server CPU microseconds per request; rd/req = read() calls per request by otpd's" \
+  "store writer (pages its cache did not hold; - = none);"
 echo "answers = HTTP status:count (INVALID = not all 200); load average before/after the runs:" \
   "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fdatasync of 4 KiB appends in the store's directory (50 samples, after the runs): $FSYNC"
