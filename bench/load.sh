@@ -159,24 +159,33 @@ thread_delta() {
 }
 TICKS=$(getconf CLK_TCK)
 
+# busy_ticks: CPU ticks the whole machine has spent busy so far (user, nice,
+# system, irq, softirq, steal), for the cores every process used during a run:
+# wrk's, otpd's and anything else's. Under 2 cores busy while otpd runs means
+# otpd waited on something other than CPU.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+
 # Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
 # by the server pids in $SERVER_PIDS>.
 run_wrk() {
-  local name=$1 url=$2 script=$3 duration=$4 out before after
+  local name=$1 url=$2 script=$3 duration=$4 out before after busy_before busy_after
   out="$TMP/wrk-$name.txt"
   before=$(cpu_ticks $SERVER_PIDS)
+  busy_before=$(busy_ticks)
   thread_stats $SERVER_PIDS >"$TMP/threads-$name.before"
   BENCH_LIB="$BENCH/wrk_report.lua" BENCH_THREADS="$THREADS" \
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "$duration" --timeout 5s -s "$script" "$url" \
     >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
   after=$(cpu_ticks $SERVER_PIDS)
+  busy_after=$(busy_ticks)
   thread_stats $SERVER_PIDS >"$TMP/threads-$name.after"
   local line
   line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "wrk printed no RESULT for $name"; }
   local secs
   secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
   echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
-    'BEGIN { printf "%.2f", (b - a) / t / s }') $(thread_delta "$TMP/threads-$name.before" \
+    'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v a="$busy_before" \
+    -v b="$busy_after" -v t="$TICKS" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / t / s }') $(thread_delta "$TMP/threads-$name.before" \
     "$TMP/threads-$name.after" "$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")")"
 }
 
@@ -332,9 +341,9 @@ with_wrong_codes "$TMP/probe-ids.txt"
 probe=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/probe-ids.txt" \
   run_wrk probe "$OTPD_URL" "$BENCH/wrk_check.lua" "$PROBE_DURATION")
 probe_rps=$(field "$probe" rps)
-log "probe: $probe_rps checks/s ($(field "$probe" statuses)); creation ran at $CREATE_RATE/s"
-# If the probe pool ran out (non-200s), its rate is a lower bound: double it.
-if [[ "$(field "$probe" statuses)" != "200:$(field "$probe" requests)" ]]; then
+log "probe: $probe_rps checks/s ($(field "$probe" answers)); creation ran at $CREATE_RATE/s"
+# If the probe pool ran out (409s), its rate is a lower bound: double it.
+if [[ "$(field "$probe" http_errors)" != 0 ]]; then
   probe_rps=$(awk -v r="$probe_rps" 'BEGIN { print r * 2 }')
 fi
 # A probe caught in a slow moment of the machine would size the pools for it
@@ -377,13 +386,26 @@ nginx_run() {
 R_NGINX_HEALTH=$(nginx_run nginx-healthz)
 log "otpd GET /healthz"
 R_HEALTH=$(run_wrk healthz "$OTPD_URL/healthz" "$BENCH/wrk_report.lua" "$DURATION")
+# check_run NAME: one run of wrong-code checks over the pool; adds to the RESULT
+# fields "stored=<checks the store counted>" and "approved=<verifications
+# approved>" during the run (bench/store_counts.py), read after a pause in
+# which the requests still in flight when wrk stopped are answered.
+check_run() {
+  local before after result
+  before=$(python3 "$BENCH/store_counts.py" checks "$TMP/otpd.db")
+  result=$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/ids.txt" \
+    run_wrk "$1" "$OTPD_URL" "$BENCH/wrk_check.lua" "$DURATION")
+  sleep 0.5
+  after=$(python3 "$BENCH/store_counts.py" checks "$TMP/otpd.db")
+  echo "$result stored=$(($(field "$after" checks) - $(field "$before" checks)))" \
+    "approved=$(($(field "$after" approved) - $(field "$before" approved)))"
+}
 R_NGINXS=()
 R_CHECKS=()
 for round in $(seq 1 "$ROUNDS"); do
   R_NGINXS+=("$(nginx_run "nginx-$round")")
   log "round $round/$ROUNDS: otpd POST /v1/verifications/{id}/check (wrong code) over $POOL verifications"
-  R_CHECKS+=("$(BENCH_KEY="$API_KEY" BENCH_IDS="$TMP/ids.txt" \
-    run_wrk "check-$round" "$OTPD_URL" "$BENCH/wrk_check.lua" "$DURATION")")
+  R_CHECKS+=("$(check_run "check-$round")")
 done
 # ------------------------------------------------- TOTP users, then verify
 # Enrolled after the check run, so that the check run measures the store as it
@@ -408,8 +430,12 @@ R_NGINX_VERIFY=$(nginx_run nginx-verify)
 # acceptable for one step either side, and the run is shorter than a step).
 python3 "$BENCH/totp_users.py" codes "$TMP/totp-secrets.txt" "$TMP/totp-codes.txt"
 log "otpd POST /v1/users/{user}/verify (right TOTP codes) over $USERS users"
+python3 "$BENCH/store_counts.py" steps "$TMP/otpd.db" "$TMP/steps-before.txt"
 R_VERIFY=$(BENCH_KEY="$API_KEY" BENCH_CODES="$TMP/totp-codes.txt" \
   run_wrk verify "$OTPD_URL" "$BENCH/wrk_verify.lua" "$DURATION")
+sleep 0.5
+R_VERIFY="$R_VERIFY stored=$(python3 "$BENCH/store_counts.py" steps "$TMP/otpd.db" \
+  "$TMP/steps-after.txt" --since "$TMP/steps-before.txt" | sed 's/^accepted=//')"
 kill -0 "$OTPD_PID" 2>/dev/null || die "otpd died during the runs (see $TMP/otpd.log)"
 
 # ------------------------------------------------------------------- report
@@ -422,20 +448,28 @@ ok() {  # ok CONDITION-AWK-EXPR
 row() {  # row NAME RESULT NGINX-RESULT TARGET VERDICT
   local r=$2 ratio_text="-"
   [[ -n "$3" ]] && ratio_text=$(ratio "$(field "$r" rps)" "$(field "$3" rps)")
-  printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %7s %s\n" "$1" "$(field "$r" rps)" \
+  printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %5s %7s %7s %s\n" "$1" "$(field "$r" rps)" \
     "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" "$ratio_text" "$4" "$5" \
-    "$(field "$r" cpu)" "$(awk -v c="$(field "$r" cpu)" -v r="$(field "$r" rps)" \
+    "$(field "$r" cpu)" "$(field "$r" busy)" "$(awk -v c="$(field "$r" cpu)" -v r="$(field "$r" rps)" \
       'BEGIN { printf "%.1f", c * 1e6 / r }')" "$(awk -v d="$(field "$r" reads)" \
       -v n="$(field "$r" requests)" 'BEGIN { if (d == 0) print "-"; else printf "%.3f", d / n }')" \
-    "$(field "$r" statuses)$(
-      e=$(field "$r" errors); [[ "$e" == 0 ]] || echo " socket-errors:$e")"
+    "$(field "$r" answers)$(
+      e=$(field "$r" errors); [[ "$e" == 0 ]] || echo " socket-errors:$e")$(
+      [[ "$r" != *" stored="* ]] || echo " stored:$(field "$r" stored)")"
 }
-all200() { [[ "$(field "$1" statuses)" == "200:$(field "$1" requests)" && "$(field "$1" errors)" == 0 ]]; }
+all_ok() { [[ "$(field "$1" http_errors)" == 0 && "$(field "$1" errors)" == 0 ]]; }
+# stored_ok RESULT: the store changed by what the answers claim: at least one
+# write per answer, and at most CONNECTIONS more (requests still in flight when
+# wrk stopped are answered, and written, after it counted).
+stored_ok() {
+  awk -v s="$(field "$1" stored)" -v n="$(field "$1" requests)" -v c="$CONNECTIONS" \
+    'BEGIN { exit !(s >= n && s <= n + c) }'
+}
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 h_ratio=$(ratio "$(field "$R_HEALTH" rps)" "$(field "$R_NGINX_HEALTH" rps)" 6)
 health_ok=$(ok "$h_ratio >= 0.6")
-all200 "$R_HEALTH" || health_ok="INVALID"
+all_ok "$R_HEALTH" || health_ok="INVALID"
 
 # The check: a verdict per round, and the one that counts on the medians.
 c_ratios=""
@@ -447,10 +481,14 @@ for i in "${!R_CHECKS[@]}"; do
   c_ratios="$c_ratios $c_ratio"
   c_p99s="$c_p99s $(field "$r" p99_ms)"
   verdict=$(ok "$c_ratio >= 0.25 && $(field "$r" p99_ms) < 10")
-  all200 "$r" || verdict="INVALID"
-  [[ "$(field "$r" valid)" == 0 ]] || {
+  all_ok "$r" || verdict="INVALID"
+  [[ "$(field "$r" approved)" == 0 ]] || {
     verdict="INVALID"
-    log "round $((i + 1)): $(field "$r" valid) checks with a wrong code were answered valid"
+    log "round $((i + 1)): $(field "$r" approved) verifications were approved by wrong codes"
+  }
+  stored_ok "$r" || {
+    verdict="INVALID"
+    log "round $((i + 1)): the store counted $(field "$r" stored) checks for $(field "$r" requests) answers"
   }
   ROUND_OK+=("$verdict")
 done
@@ -461,12 +499,13 @@ check_ok=$(ok "$c_ratio >= 0.25 && $c_p99 < 10")
 [[ " ${ROUND_OK[*]} " != *" INVALID "* ]] || check_ok="INVALID"
 
 verify_ok=$(ok "$(ratio "$(field "$R_VERIFY" rps)" "$(field "$R_NGINX_VERIFY" rps)" 6) >= 0.25")
-all200 "$R_VERIFY" || verify_ok="INVALID"
-# Every verify must have been a right, fresh code: fewer valid answers mean
-# the user pool ran out (replays) and the run measured refusals.
-[[ "$(field "$R_VERIFY" valid)" == "$(field "$R_VERIFY" requests)" ]] || {
+all_ok "$R_VERIFY" || verify_ok="INVALID"
+# Every verify must have been a right, fresh code, accepted: a factor moved to
+# a new time step in the store per answer. Fewer mean the user pool ran out
+# (replays) and the run measured refusals.
+stored_ok "$R_VERIFY" || {
   verify_ok="INVALID"
-  log "only $(field "$R_VERIFY" valid) of $(field "$R_VERIFY" requests) verifies were valid (pool of $USERS users too small?)"
+  log "the store accepted $(field "$R_VERIFY" stored) codes for $(field "$R_VERIFY" requests) verifies (pool of $USERS users too small?)"
 }
 
 # The disk's fsync latency sets the floor of a durable check's latency (each
@@ -500,8 +539,8 @@ echo "verify pool: $USERS users with an active TOTP factor, each verified once w
 echo "app limits: $BENCH_LIMITS (per-app request rate and SMS-pumping guard off for the bench app;" \
   "per-recipient start limit and max_checks as configured)"
 echo
-printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %7s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
-  "ratio" "target" "verdict" "cpu" "us/req" "rd/req" "answers"
+printf "%-38s %10s %8s %8s %6s  %-28s %-7s %5s %5s %7s %7s %s\n" "run" "req/s" "p50 ms" "p99 ms" \
+  "ratio" "target" "verdict" "cpu" "busy" "us/req" "rd/req" "answers"
 row "nginx return 200 (ceiling)" "$R_NGINX_HEALTH" "" "-" "-"
 row "otpd GET /healthz" "$R_HEALTH" "$R_NGINX_HEALTH" ">= 0.60x nginx" "$health_ok"
 for i in "${!R_CHECKS[@]}"; do
@@ -523,8 +562,12 @@ by_thread "POST /v1/users/{user}/verify" "$R_VERIFY"
 echo
 echo "ratio = req/s / req/s of the nginx run just before it; the check's verdict is on the median" \
   "of its $ROUNDS rounds' ratios and p99s; cpu = cores the server used (user+sys) during its run;"
+echo "busy = cores the whole machine used during the run (server, wrk and anything else, of $(nproc));"
 echo "us/req = server CPU microseconds per request; rd/req = read() calls per request by otpd's" \
   "store writer (pages its cache did not hold; - = none);"
-echo "answers = HTTP status:count (INVALID = not all 200); load average before/after the runs:" \
-  "$LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "answers = ok:count of answers below 400 (error:count of the rest); stored = checks counted" \
+  "(verify: codes accepted) in the store during the run, read from the database;"
+echo "INVALID = not all answers ok, a wrong code approved, or stored not between the answers and" \
+  "answers + connections (those still in flight when wrk stopped)"
+echo "load average before/after the runs: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fdatasync of 4 KiB appends in the store's directory (50 samples, after the runs): $FSYNC"

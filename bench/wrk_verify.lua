@@ -2,7 +2,8 @@
 -- fresh TOTP code, each user once, from the "user code" lines in $BENCH_CODES
 -- (bench/totp_users.py). Thread k of T takes lines k, k+T, ...; a thread that
 -- runs out starts over, and those repeats are replays (answered valid:false),
--- which RESULT valid=N < requests shows.
+-- which load.sh sees in the store: fewer factors moved to a new step than
+-- there were answers (bench/store_counts.py).
 -- The requests are formatted once, in init (see wrk_check.lua).
 dofile(os.getenv("BENCH_LIB"))
 
