@@ -162,8 +162,10 @@ TICKS=$(getconf CLK_TCK)
 # busy_ticks: CPU ticks the whole machine has spent busy so far (user, nice,
 # system, irq, softirq, steal), for the cores every process used during a run:
 # wrk's, otpd's and anything else's. Under 2 cores busy while otpd runs means
-# otpd waited on something other than CPU.
-busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# otpd waited on something other than CPU. Read with the wall clock ("ticks
+# seconds"): the run's busy cores are taken over wrk's whole life, since wrk
+# formats its requests (init) before its measured duration starts.
+busy_ticks() { echo "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $(date +%s.%N)"; }
 
 # Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
 # by the server pids in $SERVER_PIDS>.
@@ -184,8 +186,9 @@ run_wrk() {
   local secs
   secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
   echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
-    'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v a="$busy_before" \
-    -v b="$busy_after" -v t="$TICKS" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / t / s }') $(thread_delta "$TMP/threads-$name.before" \
+    'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v t="$TICKS" \
+    "BEGIN { split(\"$busy_before\", a, \" \"); split(\"$busy_after\", b, \" \");
+             printf \"%.2f\", (b[1] - a[1]) / t / (b[2] - a[2]) }") $(thread_delta "$TMP/threads-$name.before" \
     "$TMP/threads-$name.after" "$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")")"
 }
 
@@ -562,7 +565,8 @@ by_thread "POST /v1/users/{user}/verify" "$R_VERIFY"
 echo
 echo "ratio = req/s / req/s of the nginx run just before it; the check's verdict is on the median" \
   "of its $ROUNDS rounds' ratios and p99s; cpu = cores the server used (user+sys) during its run;"
-echo "busy = cores the whole machine used during the run (server, wrk and anything else, of $(nproc));"
+echo "busy = cores the whole machine used (server, wrk and anything else, of $(nproc)) from wrk's start" \
+  "to its end, its init included;"
 echo "us/req = server CPU microseconds per request; rd/req = read() calls per request by otpd's" \
   "store writer (pages its cache did not hold; - = none);"
 echo "answers = ok:count of answers below 400 (error:count of the rest); stored = checks counted" \
