@@ -159,36 +159,25 @@ thread_delta() {
 }
 TICKS=$(getconf CLK_TCK)
 
-# busy_ticks: CPU ticks the whole machine has spent busy so far (user, nice,
-# system, irq, softirq, steal), for the cores every process used during a run:
-# wrk's, otpd's and anything else's. Under 2 cores busy while otpd runs means
-# otpd waited on something other than CPU. Read with the wall clock ("ticks
-# seconds"): the run's busy cores are taken over wrk's whole life, since wrk
-# formats its requests (init) before its measured duration starts.
-busy_ticks() { echo "$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat) $(date +%s.%N)"; }
-
 # Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
 # by the server pids in $SERVER_PIDS>.
 run_wrk() {
-  local name=$1 url=$2 script=$3 duration=$4 out before after busy_before busy_after
+  local name=$1 url=$2 script=$3 duration=$4 out before after
   out="$TMP/wrk-$name.txt"
   before=$(cpu_ticks $SERVER_PIDS)
-  busy_before=$(busy_ticks)
   thread_stats $SERVER_PIDS >"$TMP/threads-$name.before"
   BENCH_LIB="$BENCH/wrk_report.lua" BENCH_THREADS="$THREADS" \
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "$duration" --timeout 5s -s "$script" "$url" \
     >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed for $name"; }
   after=$(cpu_ticks $SERVER_PIDS)
-  busy_after=$(busy_ticks)
   thread_stats $SERVER_PIDS >"$TMP/threads-$name.after"
   local line
   line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "wrk printed no RESULT for $name"; }
   local secs
   secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
   echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
-    'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v t="$TICKS" \
-    "BEGIN { split(\"$busy_before\", a, \" \"); split(\"$busy_after\", b, \" \");
-             printf \"%.2f\", (b[1] - a[1]) / t / (b[2] - a[2]) }") $(thread_delta "$TMP/threads-$name.before" \
+    'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v b="$(field "$line" busy_ticks)" \
+    -v t="$TICKS" -v s="$secs" 'BEGIN { if (b < 0) print "-"; else printf "%.2f", b / t / s }') $(thread_delta "$TMP/threads-$name.before" \
     "$TMP/threads-$name.after" "$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")")"
 }
 
@@ -565,8 +554,8 @@ by_thread "POST /v1/users/{user}/verify" "$R_VERIFY"
 echo
 echo "ratio = req/s / req/s of the nginx run just before it; the check's verdict is on the median" \
   "of its $ROUNDS rounds' ratios and p99s; cpu = cores the server used (user+sys) during its run;"
-echo "busy = cores the whole machine used (server, wrk and anything else, of $(nproc)) from wrk's start" \
-  "to its end, its init included;"
+echo "busy = cores the whole machine used during the run (server, wrk and anything else, of" \
+  "$(nproc)), from /proc/stat;"
 echo "us/req = server CPU microseconds per request; rd/req = read() calls per request by otpd's" \
   "store writer (pages its cache did not hold; - = none);"
 echo "answers = ok:count of answers below 400 (error:count of the rest); stored = checks counted" \

@@ -28,6 +28,7 @@ function init(args)
   assert(#requests > 0, "no verification ids for this thread in " .. os.getenv("BENCH_IDS"))
   math.randomseed(os.time() + thread_index * 7919)
   pos = math.random(0, #requests - 1)
+  mark_start()
 end
 
 function request()

@@ -25,6 +25,7 @@ function init(args)
                                       '{"code":"' .. lines[i][2] .. '"}'))
   end
   assert(#requests > 0, "no users for this thread in " .. os.getenv("BENCH_CODES"))
+  mark_start()
 end
 
 function request()
