@@ -7,7 +7,7 @@
 -- machine spent busy during the measured run, -1 if unknown)
 -- There is no response() callback: with one, wrk hands every answer's headers
 -- and body to Lua, and for the check's answers that cost wrk about 5 us more
--- per request than for nginx's (LuaJIT interns each body string), CPU taken
+-- per request than for nginx's (most likely LuaJIT interning each body), CPU taken
 -- from the cores the server runs on. What the answers said (no wrong code
 -- accepted, every right code accepted) is read from otpd's store instead
 -- (bench/store_counts.py).
