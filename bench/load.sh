@@ -174,11 +174,12 @@ run_wrk() {
   local line
   line=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "wrk printed no RESULT for $name"; }
   local secs
-  secs=$(sed -E 's/.* seconds=([0-9.]+).*/\1/' <<<"$line")
+  secs=$(field "$line" seconds)
   echo "${line#RESULT } cpu=$(awk -v a="$before" -v b="$after" -v t="$TICKS" -v s="$secs" \
     'BEGIN { printf "%.2f", (b - a) / t / s }') busy=$(awk -v b="$(field "$line" busy_ticks)" \
-    -v t="$TICKS" -v s="$secs" 'BEGIN { if (b < 0) print "-"; else printf "%.2f", b / t / s }') $(thread_delta "$TMP/threads-$name.before" \
-    "$TMP/threads-$name.after" "$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")")"
+    -v t="$TICKS" -v s="$secs" 'BEGIN { if (b < 0) print "-"; else printf "%.2f", b / t / s }')" \
+    "$(thread_delta "$TMP/threads-$name.before" "$TMP/threads-$name.after" \
+      "$(field "$line" requests)")"
 }
 
 field() { sed -E "s/.*(^| )$2=([^ ]*).*/\2/" <<<"$1"; }
