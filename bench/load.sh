@@ -158,11 +158,27 @@ thread_delta() {
 }
 TICKS=$(getconf CLK_TCK)
 
+# wait_quiet: waits (up to 30 s) until otpd uses under 2 % of a core over half
+# a second, so that no run shares the machine with the end of the work before
+# it (after enrolling 400,000 TOTP users, otpd's checkpoint ran into the next
+# nginx run: 1.67 cores busy instead of 2.00, 2026-11-29 09:45).
+wait_quiet() {
+  local a b
+  for _ in $(seq 1 60); do
+    a=$(cpu_ticks "$OTPD_PID")
+    sleep 0.5
+    b=$(cpu_ticks "$OTPD_PID")
+    awk -v d=$((b - a)) -v t="$TICKS" 'BEGIN { exit !(d / t < 0.01) }' && return 0
+  done
+  log "otpd still busy after 30 s; measuring anyway"
+}
+
 # Runs wrk against URL with SCRIPT; prints the RESULT fields plus cpu=<cores used
 # by the server pids in $SERVER_PIDS>.
 run_wrk() {
   local name=$1 url=$2 script=$3 duration=$4 out before after
   out="$TMP/wrk-$name.txt"
+  wait_quiet
   before=$(cpu_ticks $SERVER_PIDS)
   thread_stats $SERVER_PIDS >"$TMP/threads-$name.before"
   BENCH_LIB="$BENCH/wrk_report.lua" BENCH_THREADS="$THREADS" \
